@@ -1,0 +1,49 @@
+# ClimateWatch: `make demo` runs the product, `make test` runs the tests.
+# Both set everything up on a fresh machine (virtualenv, pinned packages, Kafka jars)
+# and reuse what is already there on the next run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.climatewatch-installed
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+PYTEST_ARGS ?=
+
+.PHONY: help install kafka test lint format demo bench clean
+
+help:
+	@echo "make demo   run ClimateWatch on embedded defaults (Ctrl-C stops it)"
+	@echo "make test   lint and run the whole test suite"
+	@echo "make bench  run the benchmarks and print their tables"
+	@echo "make lint   ruff check and format check;  make format  fix them"
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements.lock
+	$(PIP) --no-deps -e .
+	@touch $@
+
+kafka: install
+	@$(BIN)/climatewatch kafka fetch
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install kafka lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: install kafka
+	$(BIN)/climatewatch demo
+
+bench: install kafka
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -1,0 +1,286 @@
+"""The ``climatewatch`` command: one entry point, a sub-command per part of the product.
+
+Each layer owns its commands (``streaming.cli``, ``warehouse.cli``, …) and is registered
+here. Expected failures (:class:`ClimateWatchError`) print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from include.errors import ClimateWatchError
+from include.settings import describe_settings, get_settings
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kafka(\..*)?")
+
+console = Console()
+app = typer.Typer(
+    help="ClimateWatch: real-time weather monitoring on Apache Kafka and Apache Airflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+kafka_app = typer.Typer(
+    help="The local Apache Kafka broker (KRaft, no ZooKeeper).", no_args_is_help=True
+)
+topics_app = typer.Typer(help="ClimateWatch topics.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+
+# --- settings -----------------------------------------------------------------------------
+@app.command("settings")
+def show_settings() -> None:
+    """List every setting with its environment variable, default and current value."""
+    from rich.table import Table
+
+    current = get_settings()
+    table = Table("variable", "current", "default", "meaning")
+    for variable, default, meaning in describe_settings():
+        value = getattr(current, variable.removeprefix("CLIMATEWATCH_").lower())
+        shown = "" if value is None else str(value)
+        table.add_row(
+            variable, "***" if "PASSWORD" in variable and value else shown, default, meaning
+        )
+    console.print(table)
+
+
+# --- kafka ----------------------------------------------------------------------------------
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Download the Kafka broker jars from Maven Central into the cache (once)."""
+    from include.kafka_local import fetch_jars
+
+    path = fetch_jars(get_settings())
+    console.print(f"Kafka jars ready in {path}")
+
+
+@kafka_app.command("start")
+def kafka_start(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to answer.")] = 90,
+) -> None:
+    """Start the local broker and wait until it answers."""
+    from include.kafka_local import LocalBroker, fetch_jars
+
+    settings = get_settings()
+    fetch_jars(settings)
+    broker = LocalBroker.from_settings(settings)
+    outcome = broker.start(timeout_s=timeout)
+    if outcome == "already running":
+        console.print(f"Kafka broker already running (pid {broker.pid()}, {broker.bootstrap})")
+    else:
+        console.print(
+            f"Kafka broker started on {broker.bootstrap} (pid {broker.pid()}, log {broker.log_file})"
+        )
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker cleanly."""
+    from include.kafka_local import LocalBroker
+
+    broker = LocalBroker.from_settings(get_settings())
+    outcome = broker.stop()
+    console.print("Kafka broker stopped" if outcome == "stopped" else "Kafka broker is not running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker runs and answers; exit 1 when it does not."""
+    from include.kafka_local import LocalBroker
+
+    status = LocalBroker.from_settings(get_settings()).status()
+    console.print(status.describe())
+    if not (status.running and status.answering):
+        raise typer.Exit(1)
+
+
+# --- topics --------------------------------------------------------------------------------
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the ClimateWatch topics; a second run changes nothing and says so."""
+    from include.topics import ensure_topics
+
+    results = ensure_topics(get_settings())
+    for result in results:
+        style = {"created": "green", "exists": "dim", "mismatch": "bold red"}[result.state]
+        console.print(f"[{style}]{result.state:>8}[/] {result.name}: {result.detail}")
+    if all(result.state == "exists" for result in results):
+        console.print("nothing to change")
+    if any(result.state == "mismatch" for result in results):
+        raise typer.Exit(1)
+
+
+# --- simulator and replay ------------------------------------------------------------------
+@app.command("simulate")
+def simulate(
+    regions: Annotated[int, typer.Option(help="Number of regions (max 20).")] = 10,
+    sensors: Annotated[int, typer.Option(help="Sensors per region.")] = 5,
+    rate: Annotated[
+        float, typer.Option(help="Readings per second (0: as fast as possible).")
+    ] = 50.0,
+    count: Annotated[int | None, typer.Option(help="Stop after this many readings.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds of event time.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same readings).")] = 42,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Simulated event time start (UTC); default: real time.",
+            formats=["%Y-%m-%dT%H:%M:%S"],
+        ),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(help="With --start: seconds between two readings of a sensor.")
+    ] = 10.0,
+    heat_wave: Annotated[str | None, typer.Option(help="Region that gets a heat wave.")] = None,
+    heat_wave_at: Annotated[
+        float, typer.Option(help="Heat wave start, seconds after the start.")
+    ] = 60.0,
+    heat_wave_for: Annotated[float, typer.Option(help="Heat wave length in seconds.")] = 300.0,
+    drop: Annotated[
+        str | None, typer.Option(help="Region whose temperature drops suddenly.")
+    ] = None,
+    drop_at: Annotated[float, typer.Option(help="Drop time, seconds after the start.")] = 60.0,
+    silent_sensor: Annotated[str | None, typer.Option(help="Sensor id that goes silent.")] = None,
+    silent_at: Annotated[
+        float, typer.Option(help="When it goes silent, seconds after the start.")
+    ] = 60.0,
+    late_ratio: Annotated[float, typer.Option(help="Share of readings sent late.")] = 0.0,
+    late_by: Annotated[float, typer.Option(help="How late, in seconds.")] = 120.0,
+    out_of_order_ratio: Annotated[
+        float, typer.Option(help="Share of readings sent out of order.")
+    ] = 0.0,
+    malformed_ratio: Annotated[float, typer.Option(help="Share of malformed records.")] = 0.0,
+) -> None:
+    """Publish simulated sensor readings, with optional scenarios, and print a summary."""
+    from datetime import UTC
+
+    from include.simulator import SimulationConfig, run_simulation
+
+    try:
+        config = SimulationConfig(
+            regions=regions,
+            sensors_per_region=sensors,
+            rate=rate,
+            count=count,
+            duration_s=duration,
+            seed=seed,
+            start=start.replace(tzinfo=UTC) if start else None,
+            interval_s=interval,
+            heat_wave=heat_wave,
+            heat_wave_at_s=heat_wave_at,
+            heat_wave_for_s=heat_wave_for,
+            drop=drop,
+            drop_at_s=drop_at,
+            silent_sensor=silent_sensor,
+            silent_at_s=silent_at,
+            late_ratio=late_ratio,
+            late_by_s=late_by,
+            out_of_order_ratio=out_of_order_ratio,
+            malformed_ratio=malformed_ratio,
+        )
+    except ValueError as exc:
+        raise ClimateWatchError(str(exc)) from None
+    from include.progress import simulation_progress
+
+    with simulation_progress(console) as on_progress:
+        try:
+            stats = run_simulation(get_settings(), config, on_progress=on_progress)
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+    console.print(
+        f"sent {stats.sent}, acknowledged {stats.acknowledged}, failed {stats.failed} "
+        f"({', '.join(f'{kind} {n}' for kind, n in sorted(stats.by_kind.items()))})"
+    )
+    if stats.failed:
+        console.print(f"[red]last error: {stats.last_error}[/]")
+        raise typer.Exit(1)
+
+
+@app.command("replay")
+def replay(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file of recorded readings.")],
+    ts_column: Annotated[str, typer.Option(help="Column with the event time.")] = "ts",
+    temperature_column: Annotated[
+        str, typer.Option(help="Column with the temperature.")
+    ] = "temperature_c",
+    sensor_column: Annotated[str, typer.Option(help="Column with the sensor id.")] = "sensor_id",
+    region_column: Annotated[str, typer.Option(help="Column with the region.")] = "region",
+    humidity_column: Annotated[
+        str, typer.Option(help="Column with relative humidity (%).")
+    ] = "humidity_pct",
+    pressure_column: Annotated[
+        str, typer.Option(help="Column with pressure (hPa).")
+    ] = "pressure_hpa",
+    region: Annotated[str | None, typer.Option(help="Region of every row (file has none).")] = None,
+    sensor_id: Annotated[
+        str | None, typer.Option(help="Sensor id of every row (file has none).")
+    ] = None,
+    fahrenheit: Annotated[bool, typer.Option(help="Temperatures in the file are in °F.")] = False,
+    speedup: Annotated[
+        float | None, typer.Option(help="Replay recorded gaps divided by this.")
+    ] = None,
+) -> None:
+    """Publish a recorded file's readings with their original event times."""
+    from include.replay import ColumnMapping, replay_file
+
+    mapping = ColumnMapping(
+        ts=ts_column,
+        temperature=temperature_column,
+        sensor_id=None if sensor_id else sensor_column,
+        region=None if region else region_column,
+        humidity=humidity_column,
+        pressure=pressure_column,
+        fixed_region=region,
+        fixed_sensor_id=sensor_id,
+        fahrenheit=fahrenheit,
+    )
+    stats = replay_file(get_settings(), file, mapping, speedup=speedup)
+    console.print(
+        f"replayed {stats.rows} rows from {file}: sent {stats.sent}, invalid {stats.invalid}"
+        + (f" ({stats.reasons})" if stats.reasons else "")
+        + f", failed {stats.failed}; event times {stats.first_ts} .. {stats.last_ts}"
+    )
+    if stats.failed:
+        raise typer.Exit(1)
+
+
+# --- the demo ------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    rate: Annotated[float, typer.Option(help="Readings per second from the simulator.")] = 50.0,
+    regions: Annotated[int, typer.Option(help="Number of regions.")] = 10,
+    sensors: Annotated[int, typer.Option(help="Sensors per region.")] = 5,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """Run ClimateWatch on embedded defaults until Ctrl-C."""
+    from include.demo import run_demo
+
+    run_demo(
+        get_settings(), console, rate=rate, regions=regions, sensors=sensors, duration_s=duration
+    )
+
+
+def main() -> None:
+    """Console entry point: expected failures print one line, never a traceback."""
+    try:
+        app()
+    except ClimateWatchError as exc:
+        print(f"climatewatch: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

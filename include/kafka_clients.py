@@ -1,0 +1,91 @@
+"""Factories for the kafka-python clients ClimateWatch uses, built from the settings.
+
+Every client gets the same connection and security options, fails fast when the
+cluster is unreachable (``bootstrap_timeout_ms``), and turns kafka-python's exceptions
+into one-line :class:`ClimateWatchError` messages a user can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from include.errors import ClimateWatchError
+from include.settings import Settings
+
+# kafka-python 3.0.x reads its resources the deprecated way at import time.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka
+    import kafka.errors as kafka_errors
+    from kafka.admin import KafkaAdminClient
+
+
+def make_producer(settings: Settings, **overrides: Any) -> kafka.KafkaProducer:
+    """A producer that waits for all in-sync replicas and never reorders a sensor's readings."""
+    config: dict[str, Any] = {
+        **settings.kafka_client_config(),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "retries": 2**31 - 1,
+        "max_in_flight_requests_per_connection": 5,
+    }
+    config.update(overrides)
+    with translate_kafka_errors(settings):
+        return kafka.KafkaProducer(**config)
+
+
+def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> kafka.KafkaConsumer:
+    """A consumer (``group_id`` and offsets policy come from the caller's overrides)."""
+    config: dict[str, Any] = {
+        **settings.kafka_client_config(),
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+    config.update(overrides)
+    with translate_kafka_errors(settings):
+        return kafka.KafkaConsumer(*topics, **config)
+
+
+def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
+    config = {**settings.kafka_client_config(), **overrides}
+    config.pop("request_timeout_ms", None)
+    with translate_kafka_errors(settings):
+        return KafkaAdminClient(**config)
+
+
+@contextlib.contextmanager
+def translate_kafka_errors(settings: Settings) -> Iterator[None]:
+    """Turn the client errors a user can fix into one sentence naming the fix."""
+    try:
+        yield
+    except kafka_errors.KafkaTimeoutError as exc:
+        if "bootstrap" not in str(exc):
+            raise
+        raise ClimateWatchError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} "
+            f"(CLIMATEWATCH_BOOTSTRAP_SERVERS): start the local broker with "
+            f"'climatewatch kafka start' or point the setting at your cluster"
+        ) from None
+    except kafka_errors.SaslAuthenticationFailedError as exc:
+        raise ClimateWatchError(
+            f"Kafka refused the credentials of user {settings.sasl_username!r} "
+            f"(CLIMATEWATCH_SASL_USERNAME / CLIMATEWATCH_SASL_PASSWORD): {_first_line(exc)}"
+        ) from None
+    except (
+        kafka_errors.TopicAuthorizationFailedError,
+        kafka_errors.GroupAuthorizationFailedError,
+        kafka_errors.ClusterAuthorizationFailedError,
+        kafka_errors.AuthorizationError,
+    ) as exc:
+        raise ClimateWatchError(
+            f"Kafka denied user {settings.sasl_username!r} this operation (ACLs): {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return text.splitlines()[0][:200]

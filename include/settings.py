@@ -1,0 +1,201 @@
+"""ClimateWatch settings: one frozen object read from ``CLIMATEWATCH_*`` environment variables.
+
+Defaults run everything on one machine (a local broker on 127.0.0.1:9092, data under
+``./data``). Pointing ClimateWatch at an existing Kafka cluster or object store is
+configuration only. Each field's description is the documentation of its variable;
+``climatewatch settings`` prints them all.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from include.errors import ClimateWatchError
+
+ENV_PREFIX = "CLIMATEWATCH_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Every knob of ClimateWatch. Read once per process with :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="ignore",
+        env_file=None,
+        validate_default=True,
+    )
+
+    # --- Kafka connection -------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Comma-separated host:port list of the Kafka cluster to use.",
+    )
+    security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        None,
+        description="SASL mechanism when the protocol is SASL_*: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.",
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    ssl_cafile: Path | None = Field(
+        None, description="CA certificate file (PEM) to verify the brokers."
+    )
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    kafka_timeout_ms: int = Field(
+        10_000, ge=100, description="How long a client waits for the cluster before giving up (ms)."
+    )
+
+    # --- Topics -----------------------------------------------------------------------
+    topic_readings: str = Field(
+        "temperature-data", description="Topic the sensors publish readings to."
+    )
+    topic_alerts: str = Field(
+        "temperature-alerts", description="Topic the speed layer publishes alerts to."
+    )
+    topic_window_stats: str = Field(
+        "temperature-window-stats",
+        description="Topic of the speed layer's closed-window aggregates.",
+    )
+    topic_dlq: str = Field(
+        "temperature-data.dlq",
+        description="Dead-letter topic: bad readings with the reason in a header.",
+    )
+    readings_partitions: int = Field(
+        6, ge=1, description="Partitions of the readings topic (and its DLQ)."
+    )
+    output_partitions: int = Field(
+        3, ge=1, description="Partitions of the alerts and window-stats topics."
+    )
+    replication_factor: int = Field(
+        1, ge=1, description="Replication factor of every ClimateWatch topic."
+    )
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of every topic (unset: the broker's default)."
+    )
+    retention_ms: int = Field(
+        7 * 24 * 3600 * 1000,
+        ge=-1,
+        description="Retention of the readings topic in ms (-1: forever).",
+    )
+
+    # --- Local state ------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path("data"), description="Directory for the local broker, archive, warehouse and reports."
+    )
+    archive_uri: str | None = Field(
+        None,
+        description="Root of the Parquet archive: a path or s3://… URI (default: DATA_DIR/archive).",
+    )
+
+    # --- Local broker (climatewatch kafka start) --------------------------------------
+    kafka_version: str = Field(
+        "4.3.1", description="Apache Kafka version fetched from Maven Central."
+    )
+    kafka_cache_dir: Path = Field(
+        Path.home() / ".cache" / "climatewatch",
+        description="Where the Kafka jars are cached, shared by every checkout on the machine.",
+    )
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Client port of the local broker.")
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the local broker."
+    )
+    kafka_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx).")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_have_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port…], got {server.strip()!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"security protocol {self.security_protocol} needs {', '.join(missing)}"
+                )
+        if self.kafka_port == self.kafka_controller_port:
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_PORT and {ENV_PREFIX}KAFKA_CONTROLLER_PORT must differ"
+            )
+        return self
+
+    # --- derived values -----------------------------------------------------------------
+    @property
+    def archive_root(self) -> str:
+        """Root of the archive as a string (local path or object-store URI)."""
+        return self.archive_uri or str(self.data_dir / "archive")
+
+    @property
+    def kafka_state_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Keyword arguments shared by every kafka-python client ClimateWatch creates."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
+            "security_protocol": self.security_protocol,
+            "bootstrap_timeout_ms": self.kafka_timeout_ms,
+            "request_timeout_ms": max(self.kafka_timeout_ms, 30_000),
+        }
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                config[name] = str(value)
+        return config
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for docs and ``climatewatch settings``."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if default is None else str(default)
+        rows.append((f"{ENV_PREFIX}{name.upper()}", shown, field.description or ""))
+    return rows
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; a bad value raises ClimateWatchError naming it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"])
+            variable = f"{ENV_PREFIX}{location.upper()}" if location else "settings"
+            problems.append(f"{variable}: {error['msg']}")
+        raise ClimateWatchError("invalid setting: " + "; ".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return load_settings()
