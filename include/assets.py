@@ -9,5 +9,7 @@ from __future__ import annotations
 from airflow.sdk import Asset
 
 ARCHIVE = Asset(name="climatewatch_archive", uri="climatewatch://archive/readings")
-REGIONAL_STATS = Asset(name="climatewatch_regional_stats", uri="climatewatch://warehouse/regional_stats")
+REGIONAL_STATS = Asset(
+    name="climatewatch_regional_stats", uri="climatewatch://warehouse/regional_stats"
+)
 DATA_QUALITY = Asset(name="climatewatch_data_quality", uri="climatewatch://quality/results")

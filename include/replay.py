@@ -10,6 +10,7 @@ like any other bad record, and are counted in the summary.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -153,6 +154,10 @@ def replay_file(
     if speedup is not None and speedup <= 0:
         raise ClimateWatchError("--speedup must be greater than 0")
 
+    rows = read_rows(path)
+    first = next(rows, None)
+    if first is not None:
+        row_to_reading_body(first, mapping)  # a missing column fails here, before any send
     stats = ReplayStats()
     producer = make_producer(settings)
 
@@ -162,7 +167,7 @@ def replay_file(
     wall_start = time.monotonic()
     last_report = wall_start
     try:
-        for row in read_rows(path):
+        for row in itertools.chain([first] if first is not None else [], rows):
             stats.rows += 1
             body = row_to_reading_body(row, mapping)
             checked = validate_reading_dict(body, now=datetime.now(UTC))
