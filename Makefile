@@ -43,7 +43,7 @@ demo: install kafka
 	$(BIN)/climatewatch demo
 
 bench: install kafka
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
