@@ -130,9 +130,7 @@ def test_late_readings_arrive_after_newer_ones_and_nothing_is_lost() -> None:
 def test_out_of_order_readings_are_sent_after_newer_ones() -> None:
     records = simulate(regions=2, sensors_per_region=5, count=2000, out_of_order_ratio=0.05)
     assert len(records) == 2000
-    inversions = sum(
-        1 for a, b in pairwise(records) if b.event_time < a.event_time
-    )
+    inversions = sum(1 for a, b in pairwise(records) if b.event_time < a.event_time)
     assert inversions >= 50
 
 
