@@ -343,8 +343,7 @@ class LocalBroker:
                 "format",
                 "--config",
                 str(self.properties_file),
-                "--cluster-id",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # ids may start with "-"
                 "--standalone",
                 "--ignore-formatted",
             ],
