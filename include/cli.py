@@ -33,6 +33,7 @@ kafka_app = typer.Typer(
 topics_app = typer.Typer(help="ClimateWatch topics.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
+app.add_typer(__import__("warehouse.archive_cli").archive_cli.archive_app, name="archive")
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -100,6 +100,21 @@ class Settings(BaseSettings):
         description="Root of the Parquet archive: a path or s3://… URI (default: DATA_DIR/archive).",
     )
 
+    # --- Archive (batch layer) ----------------------------------------------------------
+    archive_interval_minutes: int = Field(
+        15, ge=1, description="How often the archive_readings DAG runs (minutes)."
+    )
+    archive_batch_records: int = Field(
+        200_000,
+        ge=1,
+        description="Records per archived batch: bounds the archiver's memory, one ledger entry each.",
+    )
+    archive_compact_after_minutes: int = Field(
+        120,
+        ge=0,
+        description="A day is closed, and its small archive files merged, once no file was added to it for this long (minutes).",
+    )
+
     # --- Local broker (climatewatch kafka start) --------------------------------------
     kafka_version: str = Field(
         "4.3.1", description="Apache Kafka version fetched from Maven Central."

@@ -1,0 +1,769 @@
+"""The archiver: Kafka topic partitions → Hive-partitioned Parquet, exactly once.
+
+For one topic partition a run reads from the ledger's next offset (never a consumer
+group's commits) up to the partition's end offset fixed when the run starts, decodes
+each record with its contract, and writes one batch at a time:
+
+* valid readings to ``readings/date=YYYY-MM-DD/region=<region>/`` by **event** date, so a
+  late reading lands in the day it belongs to (the ``region`` column is the Hive partition
+  column, not stored in the file);
+* alerts and window statistics to ``alerts/date=…/`` and ``window_stats/date=…/`` by
+  window start;
+* every record that does not decode to ``rejected/date=…/`` (by Kafka record time) with
+  its reason, partition, offset and original bytes.
+
+File names are ``<topic>-p<partition>-<start:012d>-<end:012d>.parquet`` (offsets
+``[start, end)`` of the batch). Files are written under a hidden temporary name and
+renamed into place; the batch's ledger entry is written after its files, so a batch is
+archived exactly when its entry exists. A run first deletes the files of its partition
+that no ledger entry references (left by a crash between files and ledger), so nothing
+is ever archived twice, and a retried run writes the same batch again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+from include.contract import (
+    MISSING_FIELD,
+    NOT_JSON,
+    NOT_OBJECT,
+    WRONG_TYPE,
+    Reading,
+    Rejection,
+    parse_reading,
+    parse_timestamp,
+)
+from include.errors import ClimateWatchError
+from include.settings import Settings
+from warehouse.ledger import ArchivedFile, Ledger, LedgerEntry, filesystem_for
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["readings", "alerts", "window_stats"]
+READINGS = "readings"
+ALERTS = "alerts"
+WINDOW_STATS = "window_stats"
+REJECTED = "rejected"
+DATASETS = (READINGS, REJECTED, ALERTS, WINDOW_STATS)
+
+# DuckDB scans Parquet in parallel by row group and uses 122,880-row groups itself.
+ROW_GROUP_ROWS = 122_880
+COMPRESSION = "zstd"
+# Test-only: exit the process (no cleanup, like kill -9) right after this many data
+# files of a run are in place, before their ledger entry is written.
+CRASH_AFTER_FILES_ENV = "CLIMATEWATCH_ARCHIVE_CRASH_AFTER_FILES"
+CRASH_EXIT_CODE = 86
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US = timedelta(microseconds=1)
+US_PER_DAY = 86_400_000_000
+MS_PER_DAY = 86_400_000
+
+
+def topic_kinds(settings: Settings) -> dict[str, Kind]:
+    """Which decoder each archived topic uses."""
+    return {
+        settings.topic_readings: READINGS,
+        settings.topic_alerts: ALERTS,
+        settings.topic_window_stats: WINDOW_STATS,
+    }
+
+
+def kind_of(settings: Settings, topic: str) -> Kind:
+    kinds = topic_kinds(settings)
+    if topic not in kinds:
+        raise ClimateWatchError(f"topic {topic!r} is not archived (known: {', '.join(kinds)})")
+    return kinds[topic]
+
+
+# --- file names ---------------------------------------------------------------------------
+def batch_file_name(topic: str, partition: int, start: int, end: int) -> str:
+    return f"{topic}-p{partition}-{start:012d}-{end:012d}.parquet"
+
+
+def day_text(day: int) -> str:
+    """YYYY-MM-DD of a day number (days since the epoch)."""
+    return date.fromordinal(EPOCH.date().toordinal() + day).isoformat()
+
+
+def hive_value(value: str) -> str:
+    """A partition value safe in a path segment (``/``, ``=``, ``%`` and controls escaped)."""
+    return quote(value, safe=" -_.,:;@+()'!~")
+
+
+def data_path(dataset: str, day: str, region: str | None, name: str) -> str:
+    """Path of a data file relative to the archive root."""
+    parts = [dataset, f"date={day}"]
+    if region is not None:
+        parts.append(f"region={hive_value(region)}")
+    parts.append(name)
+    return "/".join(parts)
+
+
+def _batch_file_pattern(topic: str, partition: int) -> re.Pattern[str]:
+    """Data files of one partition, and their hidden temporaries."""
+    name = rf"{re.escape(topic)}-p{partition}-\d{{12}}-\d{{12}}\.parquet"
+    return re.compile(rf"^(?:{name}|\.{name}\.[0-9a-f]+\.tmp)$")
+
+
+# --- decoding: pure functions ---------------------------------------------------------------
+def _epoch_us(ts: datetime) -> int:
+    return (ts - EPOCH) // US
+
+
+def _timestamp_us(body: dict[str, Any], field: str, required: bool) -> int | Rejection | None:
+    raw = body.get(field)
+    if raw is None:
+        return Rejection(MISSING_FIELD, field) if required else None
+    ts = parse_timestamp(raw)
+    if type(ts) is Rejection:
+        return Rejection(ts.reason, f"{field}: {ts.detail}")
+    return _epoch_us(ts)
+
+
+def _checked(body: dict[str, Any], field: str, kind: str, required: bool) -> Any:
+    value = body.get(field)
+    if value is None:
+        return Rejection(MISSING_FIELD, field) if required else None
+    if kind == "str":
+        ok = type(value) is str
+    elif kind == "int":
+        ok = type(value) is int
+    else:
+        ok = type(value) in (int, float)
+        value = float(value) if ok else value
+    if not ok:
+        return Rejection(WRONG_TYPE, f"{field} is {type(value).__name__}, expected {kind}")
+    return value
+
+
+# field, type, required — in the order of include.events' arrow schemas
+_ALERT_FIELDS = (
+    ("alert_id", "str", True),
+    ("rule", "str", True),
+    ("severity", "str", True),
+    ("region", "str", True),
+    ("window_start", "ts", True),
+    ("window_end", "ts", True),
+    ("value", "float", False),
+    ("threshold", "float", False),
+    ("status", "str", True),
+    ("message", "str", False),
+    ("emitted_at", "ts", False),
+)
+_WINDOW_STATS_FIELDS = (
+    ("region", "str", True),
+    ("window_start", "ts", True),
+    ("window_end", "ts", True),
+    ("count", "int", True),
+    ("mean_c", "float", True),
+    ("min_c", "float", True),
+    ("max_c", "float", True),
+    ("sensors", "int", False),
+    ("late", "int", False),
+    ("invalid", "int", False),
+    ("closed_by", "str", False),
+    ("emitted_at", "ts", False),
+)
+
+
+def decode_event(value: bytes | None, kind: Kind) -> list[Any] | Rejection:
+    """An alert or window-stats record as a row (schema order, without Kafka columns).
+
+    Parsed with :mod:`include.events` (``Alert.from_json`` / ``WindowStats.from_json``), then
+    typed field by field so one bad record is rejected instead of failing the batch.
+    """
+    import orjson
+
+    from include.events import Alert, WindowStats
+
+    if value is None:
+        return Rejection(NOT_JSON, "record has no value (tombstone)")
+    parser = Alert if kind == ALERTS else WindowStats
+    try:
+        event = parser.from_json(value)
+    except orjson.JSONDecodeError as exc:
+        return Rejection(NOT_JSON, f"{kind}: {str(exc)[:120]}")
+    except (TypeError, AttributeError):
+        return Rejection(NOT_OBJECT, f"{kind}: JSON is not an object")
+    body = asdict(event)
+    row: list[Any] = []
+    for field, kind_of_field, required in _ALERT_FIELDS if kind == ALERTS else _WINDOW_STATS_FIELDS:
+        if kind_of_field == "ts":
+            value_of = _timestamp_us(body, field, required)
+        else:
+            value_of = _checked(body, field, kind_of_field, required)
+        if type(value_of) is Rejection:
+            return Rejection(value_of.reason, f"{kind}: {value_of.detail}")
+        row.append(value_of)
+    return row
+
+
+# --- accumulating one batch -------------------------------------------------------------------
+class _Columns:
+    """Column lists of one output file."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, width: int) -> None:
+        self.columns: list[list[Any]] = [[] for _ in range(width)]
+
+
+class BatchBuilder:
+    """Rows of one batch, grouped by output file. Pure: no I/O until :meth:`tables`."""
+
+    def __init__(self, kind: Kind, topic: str) -> None:
+        self.kind = kind
+        self.topic = topic
+        self.groups: dict[tuple[int, str | None], _Columns] = {}
+        self.rejected: dict[int, _Columns] = {}
+        self.count = 0
+        self.rejected_count = 0
+        self._now_ms = -1
+        self._now: datetime | None = None
+
+    def add(self, partition: int, offset: int, timestamp_ms: int, key: Any, value: Any) -> None:
+        self.count += 1
+        if self.kind == READINGS:
+            # "Too far in the future" is judged against the record's Kafka timestamp, so
+            # a retried run classifies every record exactly as the first run did.
+            if timestamp_ms != self._now_ms:
+                self._now_ms = timestamp_ms
+                self._now = EPOCH + timedelta(milliseconds=max(timestamp_ms, 0))
+            reading = parse_reading(value, now=self._now)
+            if type(reading) is Reading:
+                us = _epoch_us(reading.ts)
+                group_key = (us // US_PER_DAY, reading.region)
+                group = self.groups.get(group_key)
+                if group is None:
+                    group = self.groups[group_key] = _Columns(7)
+                c = group.columns
+                c[0].append(reading.sensor_id)
+                c[1].append(us)
+                c[2].append(reading.temperature_c)
+                c[3].append(reading.humidity_pct)
+                c[4].append(reading.pressure_hpa)
+                c[5].append(partition)
+                c[6].append(offset)
+                return
+            rejection = reading
+        else:
+            row = decode_event(value, self.kind)
+            if type(row) is list:
+                day = row[4 if self.kind == ALERTS else 1] // US_PER_DAY
+                group = self.groups.get((day, None))
+                if group is None:
+                    group = self.groups[(day, None)] = _Columns(len(row) + 2)
+                for column, item in zip(group.columns, (*row, partition, offset), strict=True):
+                    column.append(item)
+                return
+            rejection = row
+        self._reject(partition, offset, timestamp_ms, key, value, rejection)
+
+    def _reject(
+        self,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+        key: Any,
+        value: Any,
+        rejection: Rejection,
+    ) -> None:
+        self.rejected_count += 1
+        day = timestamp_ms // MS_PER_DAY
+        group = self.rejected.get(day)
+        if group is None:
+            group = self.rejected[day] = _Columns(7)
+        c = group.columns
+        c[0].append(partition)
+        c[1].append(offset)
+        c[2].append(timestamp_ms * 1000)
+        c[3].append(key)
+        c[4].append(value)
+        c[5].append(rejection.reason)
+        c[6].append(rejection.detail)
+
+    def tables(self) -> Iterable[tuple[str, str, str | None, pa.Table]]:
+        """(dataset, day, region, table) of every file this batch writes."""
+        import pyarrow as pa
+
+        schema = dataset_schema(self.kind)
+        for (day, region), group in sorted(self.groups.items(), key=lambda kv: str(kv[0])):
+            arrays = [
+                pa.array(column, type=field.type)
+                for column, field in zip(group.columns, schema, strict=True)
+            ]
+            yield self.kind, day_text(day), region, pa.Table.from_arrays(arrays, schema=schema)
+        schema = rejected_arrow_schema()
+        for day, group in sorted(self.rejected.items()):
+            arrays = [
+                pa.array(column, type=field.type)
+                for column, field in zip(group.columns, schema, strict=True)
+            ]
+            yield REJECTED, day_text(day), None, pa.Table.from_arrays(arrays, schema=schema)
+
+
+def dataset_schema(kind: Kind) -> pa.Schema:
+    """Columns of a data file of ``kind``; readings drop ``region`` (the Hive partition)."""
+    from include.contract import reading_arrow_schema
+    from include.events import alert_arrow_schema, window_stats_arrow_schema
+
+    if kind == READINGS:
+        schema = reading_arrow_schema()
+        return schema.remove(schema.get_field_index("region"))
+    return alert_arrow_schema() if kind == ALERTS else window_stats_arrow_schema()
+
+
+def rejected_arrow_schema() -> pa.Schema:
+    """Columns of ``rejected/``: where the record was, its original bytes, and why."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("kafka_partition", pa.int32(), nullable=False),
+            pa.field("kafka_offset", pa.int64(), nullable=False),
+            pa.field("kafka_timestamp", pa.timestamp("us", tz="UTC")),
+            pa.field("key", pa.binary()),
+            pa.field("value", pa.binary()),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("detail", pa.string()),
+        ]
+    )
+
+
+# --- writing ----------------------------------------------------------------------------------
+def write_parquet_atomically(fs: pafs.FileSystem, path: str, tables: Iterable[pa.Table]) -> int:
+    """Write tables as one Parquet file under a hidden name, then rename it into place.
+
+    Small tables are buffered into row groups of :data:`ROW_GROUP_ROWS`; returns the rows.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory, name = posixpath.split(path)
+    fs.create_dir(directory, recursive=True)
+    temporary = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    try:
+        with fs.open_output_stream(temporary) as stream:
+            for table in tables:
+                if writer is None:
+                    writer = pq.ParquetWriter(stream, table.schema, compression=COMPRESSION)
+                pending.append(table)
+                pending_rows += table.num_rows
+                if pending_rows >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+                    rows += pending_rows
+                    pending, pending_rows = [], 0
+            if writer is None:
+                raise ValueError(f"no rows for {path}")
+            if pending:
+                writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+                rows += pending_rows
+            writer.close()
+        fs.move(temporary, path)
+    except BaseException:
+        _delete_quietly(fs, temporary)
+        raise
+    return rows
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    with contextlib.suppress(FileNotFoundError, OSError):
+        fs.delete_file(path)
+
+
+def remove_unrecorded_files(
+    fs: pafs.FileSystem, root: str, topic: str, partition: int, entries: list[LedgerEntry]
+) -> list[str]:
+    """Delete this partition's data files that no ledger entry references.
+
+    They are what a crash between the data files and the ledger entry leaves behind;
+    the batch is read again from Kafka, so keeping them would archive it twice.
+    """
+    import pyarrow.fs as pafs
+
+    referenced = {f.path for entry in entries for f in entry.files}
+    pattern = _batch_file_pattern(topic, partition)
+    removed = []
+    for dataset in DATASETS:
+        selector = pafs.FileSelector(
+            posixpath.join(root, dataset), recursive=True, allow_not_found=True
+        )
+        for info in fs.get_file_info(selector):
+            if info.type != pafs.FileType.File or not pattern.match(posixpath.basename(info.path)):
+                continue
+            relative = posixpath.relpath(info.path, root)
+            if relative not in referenced:
+                _delete_quietly(fs, info.path)
+                removed.append(relative)
+    if removed:
+        log.warning(
+            "removed %d unrecorded file(s) of %s-p%d left by an interrupted run",
+            len(removed),
+            topic,
+            partition,
+        )
+    return removed
+
+
+# --- one partition ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PartitionResult:
+    """What one run did for one topic partition (JSON-able for XCom and the CLI)."""
+
+    topic: str
+    partition: int
+    start_offset: int  # where this run started reading
+    end_offset: int  # the partition's end when the run started: archived up to here
+    batches: int
+    rows: int
+    rejected: int
+    lost: int  # records deleted by retention before they could be archived
+    files: int
+    removed_orphans: int
+    batch_ids: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["batch_ids"] = list(self.batch_ids)
+        body["dates"] = list(self.dates)
+        return body
+
+
+def _crash_budget() -> int | None:
+    raw = os.environ.get(CRASH_AFTER_FILES_ENV)
+    return int(raw) if raw else None
+
+
+def make_archive_consumer(settings: Settings) -> Any:
+    """A group-less consumer: the ledger, not Kafka, remembers what was archived."""
+    from include.kafka_clients import make_consumer
+
+    return make_consumer(
+        settings,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=10_000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+
+
+def archive_partition(
+    settings: Settings,
+    topic: str,
+    partition: int,
+    *,
+    root: str | None = None,
+    batch_records: int | None = None,
+    consumer: Any = None,
+    on_file: Callable[[str], None] | None = None,
+) -> PartitionResult:
+    """Archive ``topic``/``partition`` from the ledger's next offset to the current end."""
+    from kafka import TopicPartition
+
+    from include.kafka_clients import translate_kafka_errors
+
+    kind = kind_of(settings, topic)
+    root = root or settings.archive_root
+    batch_records = batch_records or settings.archive_batch_records
+    fs, base = filesystem_for(root)
+    ledger = Ledger(root)
+    entries = ledger.entries(topic, partition)
+    removed = remove_unrecorded_files(fs, base, topic, partition, entries)
+    next_offset = max((e.end_offset for e in entries), default=None)
+
+    own_consumer = consumer is None
+    if own_consumer:
+        consumer = make_archive_consumer(settings)
+    tp = TopicPartition(topic, partition)
+    crash_after = _crash_budget()
+    written = 0
+    batches: list[LedgerEntry] = []
+    try:
+        with translate_kafka_errors(settings):
+            if partition not in (consumer.partitions_for_topic(topic) or set()):
+                raise ClimateWatchError(f"topic {topic} has no partition {partition}")
+            consumer.assign([tp])
+            beginning = consumer.beginning_offsets([tp])[tp]
+            end = consumer.end_offsets([tp])[tp]
+            lost = 0
+            if next_offset is None:
+                start = beginning
+            elif next_offset < beginning:
+                lost = beginning - next_offset
+                start = beginning
+                log.warning(
+                    "%s-p%d: %d record(s) at offsets %d..%d were deleted by retention before "
+                    "they were archived; continuing from %d",
+                    topic,
+                    partition,
+                    lost,
+                    next_offset,
+                    beginning - 1,
+                    beginning,
+                )
+            else:
+                start = next_offset
+
+            def flush(builder: BatchBuilder, batch_start: int, batch_end: int, lost: int) -> None:
+                nonlocal written
+                files = []
+                name = batch_file_name(topic, partition, batch_start, batch_end)
+                for dataset, day, region, table in builder.tables():
+                    relative = data_path(dataset, day, region, name)
+                    write_parquet_atomically(fs, posixpath.join(base, relative), [table])
+                    files.append(ArchivedFile(relative, dataset, table.num_rows, day, region))
+                    written += 1
+                    if on_file is not None:
+                        on_file(relative)
+                    if crash_after is not None and written >= crash_after:
+                        os._exit(CRASH_EXIT_CODE)
+                entry = LedgerEntry(
+                    topic=topic,
+                    partition=partition,
+                    start_offset=batch_start,
+                    end_offset=batch_end,
+                    files=tuple(files),
+                    rows=builder.count - builder.rejected_count,
+                    rejected=builder.rejected_count,
+                    lost_before=lost,
+                )
+                ledger.append(entry)
+                batches.append(entry)
+
+            if start >= end:
+                if lost:  # say it once, in the ledger, even with nothing left to read
+                    flush(BatchBuilder(kind, topic), start, start, lost)
+            else:
+                consumer.seek(tp, start)
+                builder = BatchBuilder(kind, topic)
+                batch_start = start
+                idle_polls = 0
+                max_idle = max(3, settings.kafka_timeout_ms // 1000)
+                while True:
+                    polled = consumer.poll(
+                        timeout_ms=1000,
+                        max_records=min(10_000, max(1, batch_records - builder.count)),
+                    )
+                    records = polled.get(tp, ())
+                    add = builder.add
+                    for record in records:
+                        if record.offset >= end:
+                            break
+                        add(partition, record.offset, record.timestamp, record.key, record.value)
+                    position = min(consumer.position(tp), end)
+                    if records:
+                        idle_polls = 0
+                    else:
+                        idle_polls += 1
+                        if idle_polls > max_idle:
+                            raise ClimateWatchError(
+                                f"{topic}-p{partition}: no records from Kafka for {idle_polls} s "
+                                f"at offset {position} (end {end}); is the broker reachable?"
+                            )
+                    if position > batch_start and (
+                        builder.count >= batch_records or position >= end
+                    ):
+                        flush(builder, batch_start, position, lost)
+                        lost = 0
+                        builder = BatchBuilder(kind, topic)
+                        batch_start = position
+                    if position >= end:
+                        break
+    finally:
+        if own_consumer:
+            consumer.close()
+
+    result = PartitionResult(
+        topic=topic,
+        partition=partition,
+        start_offset=start,
+        end_offset=end,
+        batches=len(batches),
+        rows=sum(e.rows for e in batches),
+        rejected=sum(e.rejected for e in batches),
+        lost=sum(e.lost_before for e in batches),
+        files=written,
+        removed_orphans=len(removed),
+        batch_ids=tuple(e.batch_id for e in batches),
+        dates=tuple(sorted({d for e in batches for d in e.dates})),
+    )
+    log.info(
+        "archived %s-p%d offsets %d..%d: %d rows, %d rejected, %d file(s), %d batch(es)",
+        topic,
+        partition,
+        start,
+        end,
+        result.rows,
+        result.rejected,
+        result.files,
+        result.batches,
+    )
+    return result
+
+
+# --- topics and status ------------------------------------------------------------------------
+def partitions_of(settings: Settings, topic: str, consumer: Any = None) -> list[int]:
+    """The partition numbers of ``topic`` (what the DAG maps one task over)."""
+    from include.kafka_clients import make_consumer, translate_kafka_errors
+
+    own = consumer is None
+    consumer = consumer or make_consumer(settings, group_id=None)
+    try:
+        with translate_kafka_errors(settings):
+            found = consumer.partitions_for_topic(topic)
+    finally:
+        if own:
+            consumer.close()
+    if not found:
+        raise ClimateWatchError(
+            f"topic {topic} does not exist on {settings.bootstrap_servers}: "
+            "create the topics with 'climatewatch topics create'"
+        )
+    return sorted(found)
+
+
+def archived_topics(settings: Settings) -> list[str]:
+    return list(topic_kinds(settings))
+
+
+def archive_topic(
+    settings: Settings, topic: str, *, root: str | None = None, batch_records: int | None = None
+) -> list[PartitionResult]:
+    """Archive every partition of ``topic`` one after the other (the CLI's path)."""
+    consumer = make_archive_consumer(settings)
+    try:
+        return [
+            archive_partition(
+                settings, topic, p, root=root, batch_records=batch_records, consumer=consumer
+            )
+            for p in partitions_of(settings, topic, consumer)
+        ]
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    topic: str
+    partition: int
+    archived_to: int | None  # the ledger's next offset
+    beginning_offset: int
+    end_offset: int
+    lag: int  # records in Kafka not archived yet
+    files: int
+    rows: int
+    rejected: int
+    lost: int
+
+
+def archive_status(settings: Settings, *, root: str | None = None) -> list[PartitionStatus]:
+    """Per partition: archived up to, Kafka's offsets, lag, files, rows, rejected, lost."""
+    from kafka import TopicPartition
+
+    from include.kafka_clients import make_consumer, translate_kafka_errors
+
+    ledger = Ledger(root or settings.archive_root)
+    entries = ledger.entries()
+    consumer = make_consumer(settings, group_id=None)
+    statuses = []
+    try:
+        with translate_kafka_errors(settings):
+            for topic in archived_topics(settings):
+                tps = [TopicPartition(topic, p) for p in partitions_of(settings, topic, consumer)]
+                beginnings = consumer.beginning_offsets(tps)
+                ends = consumer.end_offsets(tps)
+                for tp in tps:
+                    mine = [e for e in entries if e.topic == topic and e.partition == tp.partition]
+                    archived_to = max((e.end_offset for e in mine), default=None)
+                    done = max(archived_to or 0, beginnings[tp])
+                    statuses.append(
+                        PartitionStatus(
+                            topic=topic,
+                            partition=tp.partition,
+                            archived_to=archived_to,
+                            beginning_offset=beginnings[tp],
+                            end_offset=ends[tp],
+                            lag=max(0, ends[tp] - done),
+                            files=len({f.path for e in mine for f in e.files}),
+                            rows=sum(e.rows for e in mine),
+                            rejected=sum(e.rejected for e in mine),
+                            lost=sum(e.lost_before for e in mine),
+                        )
+                    )
+    finally:
+        consumer.close()
+    return statuses
+
+
+def ledger_summary(root: str) -> dict[str, Any]:
+    """Totals of the ledger per topic: what the DAG reports and puts on the Asset event."""
+    summary: dict[str, Any] = {}
+    for entry in Ledger(root).entries():
+        topic = summary.setdefault(
+            entry.topic,
+            {"batches": 0, "rows": 0, "rejected": 0, "lost": 0, "files": set(), "partitions": {}},
+        )
+        topic["batches"] += 1
+        topic["rows"] += entry.rows
+        topic["rejected"] += entry.rejected
+        topic["lost"] += entry.lost_before
+        topic["files"].update(f.path for f in entry.files)
+        part = str(entry.partition)
+        topic["partitions"][part] = max(topic["partitions"].get(part, 0), entry.end_offset)
+    for topic in summary.values():
+        topic["files"] = len(topic["files"])
+    return summary
+
+
+# --- Airflow connection ---------------------------------------------------------------------
+_EXTRA_TO_SETTING = {
+    "bootstrap.servers": "bootstrap_servers",
+    "bootstrap_servers": "bootstrap_servers",
+    "security.protocol": "security_protocol",
+    "security_protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl_mechanism": "sasl_mechanism",
+    "sasl.username": "sasl_username",
+    "sasl_plain_username": "sasl_username",
+    "sasl.password": "sasl_password",
+    "sasl_plain_password": "sasl_password",
+    "ssl.ca.location": "ssl_cafile",
+    "ssl_cafile": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl_certfile": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+    "ssl_keyfile": "ssl_keyfile",
+}
+
+
+def kafka_overrides_from_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """Settings overrides from a Kafka connection's extra (Apache Kafka provider keys)."""
+    overrides = {}
+    for key, value in extra.items():
+        setting = _EXTRA_TO_SETTING.get(key)
+        if setting is not None and value not in (None, ""):
+            overrides[setting] = value
+    return overrides
