@@ -1,0 +1,80 @@
+"""The archive_readings DAG run with dag.test() against the real broker."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from include.settings import Settings
+from tests.conftest import settings_env
+from tests.dags.conftest import DAGS_FOLDER, write_connections
+from tests.warehouse.archive_scenario import archived_readings, produce_scenario, rejected_reasons
+
+pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
+
+
+def _run(dag, connections: str) -> None:  # type: ignore[no-untyped-def]
+    run = dag.test(conn_file_path=connections)
+    assert run.state == "success", [
+        (ti.task_id, ti.map_index, ti.state) for ti in run.get_task_instances()
+    ]
+    return run
+
+
+def test_archive_dag_archives_everything_once_through_the_kafka_connection(
+    airflow_home: Path,
+    kafka_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    for name, value in settings_env(kafka_settings).items():
+        if name.startswith("CLIMATEWATCH_"):
+            monkeypatch.setenv(name, value)
+    # Nothing listens here: the tasks must take Kafka from the `kafka_default` connection.
+    monkeypatch.setenv("CLIMATEWATCH_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    connections = write_connections(
+        tmp_path / "connections.json",
+        {
+            "kafka_default": {
+                "conn_type": "kafka",
+                "extra": {"bootstrap.servers": kafka_settings.bootstrap_servers},
+            }
+        },
+    )
+    dag = DagBag(dag_folder=str(DAGS_FOLDER / "archive_readings.py")).get_dag("archive_readings")
+    root = kafka_settings.archive_root
+
+    produced = produce_scenario(kafka_settings, 400)
+    run = _run(dag, connections)
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "archive_partition"]
+    assert len(mapped) == kafka_settings.readings_partitions  # one task per partition
+    rows = archived_readings(root)
+    assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
+    assert len(rows) == produced.valid_count
+    assert rejected_reasons(root) == produced.malformed
+
+    files = sorted(Path(root).rglob("*.parquet"))
+    _run(dag, connections)  # again: nothing new
+    assert sorted(Path(root).rglob("*.parquet")) == files
+    assert len(archived_readings(root)) == produced.valid_count
+
+    more = produce_scenario(kafka_settings, 90, seed=7)
+    _run(dag, connections)
+    produced.add(more)
+    rows = archived_readings(root)
+    assert len(rows) == produced.valid_count
+    assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
+    assert rejected_reasons(root) == produced.malformed
+
+    with create_session() as session:
+        events = session.query(AssetEvent).order_by(AssetEvent.id).all()
+        extras = [event.extra for event in events if event.asset.name == "climatewatch_archive"]
+    assert len(extras) == 3
+    assert extras[1]["batch_ids"] == []  # the run that found nothing new says so
+    assert extras[2]["batch_ids"] and extras[2]["archive_root"] == root
