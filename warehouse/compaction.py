@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterator
@@ -43,6 +44,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTENT_DIR = "_compaction"
+# Test-only: exit the process (like kill -9) at this step of the first compaction:
+# "merged" (file written, no intent), "renamed", "old_deleted", "ledger_partial".
+CRASH_AT_ENV = "CLIMATEWATCH_COMPACTION_CRASH_AT"
+CRASH_EXIT_CODE = 86
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get(CRASH_AT_ENV) == name:
+        os._exit(CRASH_EXIT_CODE)
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,7 @@ def _compact_group(
     # 1. the merged file, hidden until step 3
     temporary = posixpath.join(base, group.directory, f".{posixpath.basename(merged)}.compacting")
     rows = write_parquet_atomically(fs, temporary, _read_tables(fs, base, group.paths))
+    _crash_point("merged")
     # 2. the intent
     intent_path = posixpath.join(base, INTENT_DIR, posixpath.basename(merged) + ".json")
     intent = {
@@ -181,12 +192,16 @@ def _roll_forward(
     target = posixpath.join(base, intent["merged"])
     if fs.get_file_info(intent["temporary"]).type == pafs.FileType.File:
         fs.move(intent["temporary"], target)
+    _crash_point("renamed")
     for old in intent["old"]:
         path = posixpath.join(base, old)
         if fs.get_file_info(path).type == pafs.FileType.File:
             fs.delete_file(path)
-    for body in intent["entries"]:
+    _crash_point("old_deleted")
+    for number, body in enumerate(intent["entries"]):
         ledger.append(LedgerEntry.from_json(json.dumps(body)))
+        if number == 0:
+            _crash_point("ledger_partial")
     fs.delete_file(intent_path)
 
 

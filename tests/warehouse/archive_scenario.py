@@ -113,7 +113,8 @@ def produce_scenario(
         records.append((sensor.encode(), value))
         produced.valid[(sensor, _us(ts))] += 1
         produced.by_day[ts.date().isoformat()] += 1
-        if duplicate_every and i % duplicate_every == 0:  # the same reading sent twice (a producer retry)
+        # the same reading sent twice (a producer retry)
+        if duplicate_every and i % duplicate_every == 0:
             records.append((sensor.encode(), value))
             produced.valid[(sensor, _us(ts))] += 1
             produced.by_day[ts.date().isoformat()] += 1
