@@ -65,42 +65,94 @@ def kafka_fetch() -> None:
 
 @kafka_app.command("start")
 def kafka_start(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to answer.")] = 90,
+    nodes: Annotated[
+        int | None, typer.Option(help="KRaft nodes on loopback (default: as before, else 1).")
+    ] = None,
+    sasl: Annotated[
+        bool | None,
+        typer.Option(
+            "--sasl/--no-sasl",
+            help="SASL/SCRAM-SHA-512 with ACLs per client role (default: as before).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the brokers to answer.")
+    ] = 120,
 ) -> None:
-    """Start the local broker and wait until it answers."""
-    from include.kafka_local import LocalBroker, fetch_jars
+    """Start the local broker (or a replicated cluster) and wait until it answers."""
+    from include.kafka_local import CLIENT_ROLES, LocalCluster, fetch_jars
 
     settings = get_settings()
     fetch_jars(settings)
-    broker = LocalBroker.from_settings(settings)
-    outcome = broker.start(timeout_s=timeout)
+    cluster = LocalCluster.from_settings(settings, nodes=nodes, sasl=sasl)
+    outcome = cluster.start(timeout_s=timeout)
+    pids = ", ".join(str(node.pid()) for node in cluster.nodes)
+    size = f"{len(cluster.nodes)}-node cluster" if len(cluster.nodes) > 1 else "broker"
     if outcome == "already running":
-        console.print(f"Kafka broker already running (pid {broker.pid()}, {broker.bootstrap})")
+        console.print(f"Kafka {size} already running (pid {pids}, {cluster.bootstrap})")
     else:
         console.print(
-            f"Kafka broker started on {broker.bootstrap} (pid {broker.pid()}, log {broker.log_file})"
+            f"Kafka {size} started on {cluster.bootstrap} (pid {pids}, logs in {cluster.state_dir})"
         )
+    if cluster.sasl is not None:
+        clients = cluster.state_dir / "clients"
+        clients.mkdir(exist_ok=True)
+        for role in ("admin", *CLIENT_ROLES):
+            env_file = clients / f"{role}.env"
+            env_file.touch(mode=0o600)
+            env_file.write_text(
+                "".join(
+                    f"export {k}={v}\n"
+                    for k, v in cluster.sasl.client_env(role, cluster.bootstrap).items()
+                )
+            )
+        granted = cluster.grant_client_acls(settings)
+        console.print(
+            f"SASL/SCRAM-SHA-512 on; {granted} ACLs for roles {', '.join(CLIENT_ROLES)}; "
+            f"client settings per role: source {clients}/<role>.env"
+        )
+    if len(cluster.nodes) > 1 and settings.bootstrap_servers != cluster.bootstrap:
+        console.print(f"set CLIMATEWATCH_BOOTSTRAP_SERVERS={cluster.bootstrap} for clients")
 
 
 @kafka_app.command("stop")
 def kafka_stop() -> None:
-    """Stop the local broker cleanly."""
-    from include.kafka_local import LocalBroker
+    """Stop the local broker (every node) cleanly."""
+    from include.kafka_local import LocalCluster
 
-    broker = LocalBroker.from_settings(get_settings())
-    outcome = broker.stop()
+    outcome = LocalCluster.from_settings(get_settings()).stop()
     console.print("Kafka broker stopped" if outcome == "stopped" else "Kafka broker is not running")
 
 
 @kafka_app.command("status")
 def kafka_status() -> None:
-    """Say whether the local broker runs and answers; exit 1 when it does not."""
-    from include.kafka_local import LocalBroker
+    """Each node, and the leader and in-sync replicas of every ClimateWatch partition."""
+    from include.kafka_local import LocalCluster
+    from include.topics import topic_specs
 
-    status = LocalBroker.from_settings(get_settings()).status()
-    console.print(status.describe())
-    if not (status.running and status.answering):
+    settings = get_settings()
+    cluster = LocalCluster.from_settings(settings)
+    statuses = cluster.status()
+    for status in statuses:
+        console.print(status.describe())
+    if not all(status.running and status.answering for status in statuses):
         raise typer.Exit(1)
+    if len(cluster.nodes) > 1 or cluster.sasl is not None:
+        from rich.table import Table
+
+        table = Table("topic", "partition", "leader", "replicas", "in sync")
+        for row in cluster.partitions([spec.name for spec in topic_specs(settings)]):
+            lagging = len(row["isr"]) < len(row["replicas"])
+            table.add_row(
+                row["topic"],
+                str(row["partition"]),
+                str(row["leader"]),
+                ",".join(map(str, row["replicas"])),
+                f"[red]{','.join(map(str, row['isr']))}[/]"
+                if lagging
+                else ",".join(map(str, row["isr"])),
+            )
+        console.print(table)
 
 
 # --- topics --------------------------------------------------------------------------------
@@ -204,8 +256,9 @@ def simulate(
         f"({', '.join(f'{kind} {n}' for kind, n in sorted(stats.by_kind.items()))})"
     )
     if stats.failed:
-        console.print(f"[red]last error: {stats.last_error}[/]")
-        raise typer.Exit(1)
+        raise ClimateWatchError(
+            f"{stats.failed} readings were not acknowledged: {stats.last_error}"
+        )
 
 
 @app.command("replay")

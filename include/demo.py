@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 
 from include.contract import Reading, parse_reading
-from include.kafka_local import LocalBroker, fetch_jars
+from include.kafka_local import LocalCluster, fetch_jars
 from include.progress import simulation_table
 from include.settings import Settings
 from include.simulator import SimulationConfig, SimulationStats, run_simulation
@@ -70,12 +70,12 @@ def run_demo(
     duration_s: float | None = None,
 ) -> None:
     fetch_jars(settings)
-    broker = LocalBroker.from_settings(settings)
+    broker = LocalCluster.from_settings(settings)
     console.print(f"starting the Kafka broker on {broker.bootstrap} …")
     started_broker = broker.start() == "started"
     console.print(
         f"Kafka broker {'started' if started_broker else 'already running'} "
-        f"(pid {broker.pid()}, log {broker.log_file})"
+        f"(logs in {broker.state_dir})"
     )
     for result in ensure_topics(settings):
         console.print(f"  topic {result.name}: {result.state} ({result.detail})")

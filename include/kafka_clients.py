@@ -8,6 +8,7 @@ into one-line :class:`ClimateWatchError` messages a user can act on.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -57,14 +58,56 @@ def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
         return KafkaAdminClient(**config)
 
 
+class _ConnectionDiagnosis(logging.Handler):
+    """Keeps what kafka-python logs while it bootstraps: it only says *why* a bootstrap
+    failed in its log (refused credentials, a listener that hung up), not in the error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.auth_failed: str | None = None
+        self.hung_up = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "SaslAuthenticationFailedError" in message and self.auth_failed is None:
+            self.auth_failed = message.rsplit("SaslAuthenticationFailedError:", 1)[-1].strip(" )")[
+                :160
+            ]
+        elif "socket disconnected" in message:
+            self.hung_up = True
+
+
 @contextlib.contextmanager
 def translate_kafka_errors(settings: Settings) -> Iterator[None]:
     """Turn the client errors a user can fix into one sentence naming the fix."""
+    kafka_logger = logging.getLogger("kafka")
+    diagnosis = _ConnectionDiagnosis()
+    previous = (kafka_logger.level, kafka_logger.propagate)
+    kafka_logger.addHandler(diagnosis)
+    kafka_logger.setLevel(logging.WARNING)
+    kafka_logger.propagate = False  # the retries of a failing bootstrap are not the user's news
     try:
         yield
     except kafka_errors.KafkaTimeoutError as exc:
         if "bootstrap" not in str(exc):
             raise
+        if diagnosis.auth_failed is not None:
+            raise ClimateWatchError(
+                f"Kafka refused the credentials of user {settings.sasl_username!r} "
+                f"(CLIMATEWATCH_SASL_USERNAME / CLIMATEWATCH_SASL_PASSWORD): {diagnosis.auth_failed}"
+            ) from None
+        if diagnosis.hung_up and settings.security_protocol.startswith("SASL_"):
+            raise ClimateWatchError(
+                f"Kafka at {settings.bootstrap_servers} closed the connection of user "
+                f"{settings.sasl_username!r} before answering: check CLIMATEWATCH_SASL_USERNAME / "
+                f"CLIMATEWATCH_SASL_PASSWORD and CLIMATEWATCH_SECURITY_PROTOCOL"
+            ) from None
+        if diagnosis.hung_up:
+            raise ClimateWatchError(
+                f"Kafka at {settings.bootstrap_servers} closed the connection before answering: "
+                f"it may require authentication or TLS (CLIMATEWATCH_SECURITY_PROTOCOL is "
+                f"{settings.security_protocol})"
+            ) from None
         raise ClimateWatchError(
             f"cannot reach Kafka at {settings.bootstrap_servers} "
             f"(CLIMATEWATCH_BOOTSTRAP_SERVERS): start the local broker with "
@@ -81,9 +124,16 @@ def translate_kafka_errors(settings: Settings) -> Iterator[None]:
         kafka_errors.ClusterAuthorizationFailedError,
         kafka_errors.AuthorizationError,
     ) as exc:
-        raise ClimateWatchError(
-            f"Kafka denied user {settings.sasl_username!r} this operation (ACLs): {_first_line(exc)}"
-        ) from None
+        raise ClimateWatchError(denied_message(settings, exc)) from None
+    finally:
+        kafka_logger.removeHandler(diagnosis)
+        kafka_logger.setLevel(previous[0])
+        kafka_logger.propagate = previous[1]
+
+
+def denied_message(settings: Settings, exc: BaseException) -> str:
+    """One line for an operation the cluster's ACLs refuse."""
+    return f"Kafka denied user {settings.sasl_username!r} this operation (ACLs): {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from include.errors import ClimateWatchError
 from include.settings import Settings
@@ -116,6 +119,9 @@ class LocalBroker:
         controller_port: int = 9093,
         heap: str = "512m",
         host: str = "127.0.0.1",
+        node_id: int = 1,
+        voters: tuple[tuple[int, int], ...] | None = None,
+        sasl: SaslConfig | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.jars = jars
@@ -123,6 +129,11 @@ class LocalBroker:
         self.controller_port = controller_port
         self.heap = heap
         self.host = host
+        self.node_id = node_id
+        # voters: (node id, controller port) of every node of a multi-node quorum; None is
+        # a single node that is its own standalone controller quorum.
+        self.voters = voters
+        self.sasl = sasl
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -169,6 +180,16 @@ class LocalBroker:
         if self.pid() is not None:
             self.wait_until_answering(timeout_s=timeout_s)
             return "already running"
+        process = self.launch(die_with_parent=die_with_parent)
+        try:
+            self.wait_until_answering(timeout_s=timeout_s, process=process)
+        except ClimateWatchError:
+            self.stop()
+            raise
+        return "started"
+
+    def launch(self, *, die_with_parent: bool = False) -> subprocess.Popen[bytes]:
+        """Start the JVM without waiting for it (a quorum's nodes start together)."""
         if not (self.jars / READY_MARKER).exists():
             raise ClimateWatchError(
                 f"Kafka jars not fetched into {self.jars}: run 'climatewatch kafka fetch' "
@@ -209,12 +230,7 @@ class LocalBroker:
             )
         self.pid_file.write_text(str(process.pid))
         log.info("kafka broker starting pid=%s bootstrap=%s", process.pid, self.bootstrap)
-        try:
-            self.wait_until_answering(timeout_s=timeout_s, process=process)
-        except ClimateWatchError:
-            self.stop()
-            raise
-        return "started"
+        return process
 
     def stop(self, *, timeout_s: float = 30.0) -> str:
         """Stop gracefully (SIGTERM, controlled shutdown); SIGKILL only after ``timeout_s``."""
@@ -262,6 +278,7 @@ class LocalBroker:
                 bootstrap_servers=[self.bootstrap],
                 bootstrap_timeout_ms=int(timeout_s * 1000),
                 request_timeout_ms=int(timeout_s * 1000) + 1000,
+                **(self.sasl.client_config("admin") if self.sasl else {}),
             )
         except Exception:
             return False
@@ -293,29 +310,44 @@ class LocalBroker:
 
     # helpers
     def _server_properties(self) -> str:
+        nodes = len(self.voters) if self.voters else 1
+        replicas = str(min(3, nodes))
+        min_isr = str(min(2, nodes))
+        client_protocol = "SASL_PLAINTEXT" if self.sasl else "PLAINTEXT"
+        controller_protocol = "SASL_PLAINTEXT" if self.sasl else "PLAINTEXT"
         properties = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "node.id": str(self.node_id),
+            "listeners": f"BROKER://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"BROKER://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "BROKER",
+            "listener.security.protocol.map": f"BROKER:{client_protocol},CONTROLLER:{controller_protocol}",
             "log.dirs": str(self.log_dir),
             "num.partitions": "1",
+            "default.replication.factor": replicas,
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "num.network.threads": "2",
             "num.io.threads": "4",
             "log.retention.check.interval.ms": "60000",
         }
+        if self.voters:
+            properties["controller.quorum.voters"] = ",".join(
+                f"{node}@{self.host}:{port}" for node, port in self.voters
+            )
+        else:
+            properties["controller.quorum.bootstrap.servers"] = (
+                f"{self.host}:{self.controller_port}"
+            )
+        if self.sasl:
+            properties.update(self.sasl.broker_properties())
         return "".join(f"{key}={value}\n" for key, value in properties.items())
 
     def _format_storage_once(self, java: str) -> None:
@@ -344,7 +376,8 @@ class LocalBroker:
                 "--config",
                 str(self.properties_file),
                 f"--cluster-id={cluster_id}",  # ids may start with "-"
-                "--standalone",
+                *([] if self.voters else ["--standalone"]),
+                *(self.sasl.format_arguments() if self.sasl else []),
                 "--ignore-formatted",
             ],
             capture_output=True,
@@ -363,6 +396,298 @@ class LocalBroker:
             return "no log"
         errors = [line for line in lines if " ERROR " in line or "Exception" in line]
         return (errors or lines or ["empty log"])[-1][:300]
+
+
+# --- security --------------------------------------------------------------------------------
+CLIENT_ROLES = ("stream", "archiver", "simulator")
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class SaslConfig:
+    """SCRAM-SHA-512 users of a secured local cluster; ``admin`` is the brokers' own super user.
+
+    Clients authenticate with SCRAM on the broker listener; the nodes talk to their
+    controllers with SASL/PLAIN as admin (KRaft controllers cannot use SCRAM, whose
+    credentials live in the metadata they serve). Authorization is Kafka's
+    StandardAuthorizer: nothing is allowed without an ACL, except to admin.
+    """
+
+    passwords: dict[str, str]
+
+    @classmethod
+    def generate(cls) -> SaslConfig:
+        return cls({name: secrets.token_urlsafe(18) for name in ("admin", *CLIENT_ROLES)})
+
+    @classmethod
+    def load(cls, path: Path) -> SaslConfig | None:
+        return cls(json.loads(path.read_text())) if path.exists() else None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(self.passwords, indent=1))
+
+    def client_config(self, user: str) -> dict[str, str]:
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": SCRAM_MECHANISM,
+            "sasl_plain_username": user,
+            "sasl_plain_password": self.passwords[user],
+        }
+
+    def client_env(self, user: str, bootstrap: str) -> dict[str, str]:
+        """The CLIMATEWATCH_* variables a client running as ``user`` needs."""
+        return {
+            "CLIMATEWATCH_BOOTSTRAP_SERVERS": bootstrap,
+            "CLIMATEWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "CLIMATEWATCH_SASL_MECHANISM": SCRAM_MECHANISM,
+            "CLIMATEWATCH_SASL_USERNAME": user,
+            "CLIMATEWATCH_SASL_PASSWORD": self.passwords[user],
+        }
+
+    def broker_properties(self) -> dict[str, str]:
+        admin = self.passwords["admin"]
+        scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain_login = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        return {
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            "listener.name.broker.scram-sha-512.sasl.jaas.config": (
+                f'{scram_login} required username="admin" password="{admin}";'
+            ),
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{plain_login} required username="admin" password="{admin}" user_admin="{admin}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:admin",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    def format_arguments(self) -> list[str]:
+        """SCRAM credentials written into the metadata when the storage is formatted."""
+        return [
+            argument
+            for user, password in self.passwords.items()
+            for argument in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")
+        ]
+
+
+def client_acls(settings: Settings) -> list[Any]:
+    """Least privilege per role: the stream reads readings and writes its outputs, the
+    archiver only reads, the simulator only writes readings."""
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    def allow(user: str, operation: Any, kind: Any, name: str, prefixed: bool = False) -> Any:
+        pattern = ACLResourcePatternType.PREFIXED if prefixed else ACLResourcePatternType.LITERAL
+        return ACL(
+            principal=f"User:{user}",
+            host="*",
+            operation=operation,
+            permission_type=ACLPermissionType.ALLOW,
+            resource_pattern=ResourcePattern(kind, name, pattern),
+        )
+
+    read, write, describe = ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE
+    topic, group = ResourceType.TOPIC, ResourceType.GROUP
+    outputs = (settings.topic_alerts, settings.topic_window_stats, settings.topic_dlq)
+    acls = [
+        allow("stream", read, topic, settings.topic_readings),
+        allow("stream", describe, topic, settings.topic_readings),
+        allow("stream", read, group, "climatewatch-", prefixed=True),
+        *(allow("stream", op, topic, name) for name in outputs for op in (write, describe)),
+        allow("simulator", write, topic, settings.topic_readings),
+        allow("simulator", describe, topic, settings.topic_readings),
+    ]
+    for name in (settings.topic_readings, *outputs):
+        acls += [allow("archiver", read, topic, name), allow("archiver", describe, topic, name)]
+    acls.append(allow("archiver", read, group, "climatewatch-", prefixed=True))
+    return acls
+
+
+# --- a cluster of local nodes -------------------------------------------------------------------
+NODE_PORT_STEP = 100
+
+
+class LocalCluster:
+    """One or more local KRaft nodes (each broker and controller) started and stopped together.
+
+    A single node keeps its state directly in ``DATA_DIR/kafka``; node *i* of a larger
+    cluster lives in ``DATA_DIR/kafka/node-i`` and listens on the configured ports plus
+    ``100 × (i − 1)``. The layout (node count, SASL) is remembered in ``cluster.json`` so
+    ``stop`` and ``status`` need no options.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        jars: Path,
+        nodes: int = 1,
+        port: int = 9092,
+        controller_port: int = 9093,
+        heap: str = "512m",
+        sasl: SaslConfig | None = None,
+    ) -> None:
+        if not 1 <= nodes <= 9:
+            raise ClimateWatchError(f"--nodes must be between 1 and 9, got {nodes}")
+        self.state_dir = Path(state_dir).absolute()
+        self.sasl = sasl
+        voters = (
+            tuple((i, controller_port + NODE_PORT_STEP * (i - 1)) for i in range(1, nodes + 1))
+            if nodes > 1
+            else None
+        )
+        self.nodes = [
+            LocalBroker(
+                self.state_dir if nodes == 1 else self.state_dir / f"node-{i}",
+                jars=jars,
+                port=port + NODE_PORT_STEP * (i - 1),
+                controller_port=controller_port + NODE_PORT_STEP * (i - 1),
+                heap=heap,
+                node_id=i,
+                voters=voters,
+                sasl=sasl,
+            )
+            for i in range(1, nodes + 1)
+        ]
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, nodes: int | None = None, sasl: bool | None = None
+    ) -> LocalCluster:
+        """The cluster under DATA_DIR/kafka; ``nodes``/``sasl`` default to what it was started with."""
+        state_dir = settings.kafka_state_dir
+        layout = (
+            json.loads((state_dir / "cluster.json").read_text())
+            if (state_dir / "cluster.json").exists()
+            else {}
+        )
+        if nodes is not None and layout.get("nodes", nodes) != nodes and _any_formatted(state_dir):
+            raise ClimateWatchError(
+                f"the local Kafka in {state_dir} was set up with {layout['nodes']} node(s): stop it and "
+                "remove that directory (or use another CLIMATEWATCH_DATA_DIR) to change the node count"
+            )
+        nodes = nodes or layout.get("nodes", 1)
+        use_sasl = layout.get("sasl", False) if sasl is None else sasl
+        credentials = state_dir / "sasl-users.json"
+        sasl_config = None
+        if use_sasl:
+            sasl_config = SaslConfig.load(credentials) or SaslConfig.generate()
+        return cls(
+            state_dir,
+            jars=jars_dir(settings),
+            nodes=nodes,
+            port=settings.kafka_port,
+            controller_port=settings.kafka_controller_port,
+            heap=settings.kafka_heap,
+            sasl=sasl_config,
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.state_dir / "sasl-users.json"
+
+    def start(self, *, timeout_s: float = 120.0, die_with_parent: bool = False) -> str:
+        """Start every node that is not running, then wait for all; ``"already running"`` if none needed it."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "cluster.json").write_text(
+            json.dumps({"nodes": len(self.nodes), "sasl": self.sasl is not None})
+        )
+        if self.sasl is not None:
+            self.sasl.save(self.credentials_file)
+        shared_id = self.state_dir / "cluster.id"
+        if len(self.nodes) > 1:
+            if not shared_id.exists():
+                shared_id.write_text(
+                    base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+                )
+            for node in self.nodes:
+                node.state_dir.mkdir(parents=True, exist_ok=True)
+                if not node.cluster_id_file.exists():
+                    node.cluster_id_file.write_text(shared_id.read_text())
+        stopped = [node for node in self.nodes if node.pid() is None]
+        launched = {node: node.launch(die_with_parent=die_with_parent) for node in stopped}
+        try:
+            for node in self.nodes:
+                node.wait_until_answering(timeout_s=timeout_s, process=launched.get(node))
+        except ClimateWatchError:
+            for node in stopped:
+                node.stop()
+            raise
+        return "started" if stopped else "already running"
+
+    def stop(self) -> str:
+        """SIGTERM every node at once: a node stopped after the others lost the quorum
+        would wait for a controlled shutdown that can no longer happen."""
+        running = [node for node in self.nodes if node.pid() is not None]
+        for node in running:
+            node.kill(signal.SIGTERM)
+        for node in running:
+            node.stop()
+        for node in self.nodes:
+            node.pid_file.unlink(missing_ok=True)
+        return "stopped" if running else "not running"
+
+    def status(self) -> list[BrokerStatus]:
+        return [node.status() for node in self.nodes]
+
+    def admin(self) -> Any:
+        from include.kafka_clients import KafkaAdminClient
+
+        return KafkaAdminClient(
+            bootstrap_servers=[node.bootstrap for node in self.nodes],
+            bootstrap_timeout_ms=10_000,
+            **(self.sasl.client_config("admin") if self.sasl else {}),
+        )
+
+    def grant_client_acls(self, settings: Settings) -> int:
+        """Create the per-role ACLs (idempotent: Kafka ignores an ACL that exists)."""
+        admin = self.admin()
+        try:
+            admin.create_acls(client_acls(settings))
+        finally:
+            admin.close()
+        return len(client_acls(settings))
+
+    def partitions(self, topics: list[str]) -> list[dict[str, Any]]:
+        """Leader, replicas and in-sync replicas of every partition of ``topics``."""
+        admin = self.admin()
+        try:
+            known = set(admin.list_topics())
+            described = admin.describe_topics([t for t in topics if t in known]) if known else []
+        finally:
+            admin.close()
+        rows = []
+        for topic in described:
+            for partition in sorted(topic["partitions"], key=lambda p: p["partition_index"]):
+                rows.append(
+                    {
+                        "topic": topic["name"],
+                        "partition": partition["partition_index"],
+                        "leader": partition["leader_id"],
+                        "replicas": list(partition["replica_nodes"]),
+                        "isr": list(partition["isr_nodes"]),
+                    }
+                )
+        return rows
+
+
+def _any_formatted(state_dir: Path) -> bool:
+    return any(state_dir.glob("**/kraft-data/meta.properties"))
 
 
 def min_heap(heap: str) -> str:

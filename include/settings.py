@@ -79,11 +79,15 @@ class Settings(BaseSettings):
     output_partitions: int = Field(
         3, ge=1, description="Partitions of the alerts and window-stats topics."
     )
-    replication_factor: int = Field(
-        1, ge=1, description="Replication factor of every ClimateWatch topic."
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Replication factor of every ClimateWatch topic (unset: 3, or fewer when the cluster has fewer brokers).",
     )
     min_insync_replicas: int | None = Field(
-        None, ge=1, description="min.insync.replicas of every topic (unset: the broker's default)."
+        None,
+        ge=1,
+        description="min.insync.replicas of every topic (unset: 2 when replicated 3 times or more, else the broker's default).",
     )
     retention_ms: int = Field(
         7 * 24 * 3600 * 1000,
@@ -129,6 +133,25 @@ class Settings(BaseSettings):
     )
     kafka_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx).")
 
+    # --- Warehouse (batch layer) -----------------------------------------------------------
+    reporting_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between two readings of one sensor: the warehouse's coverage expects 3600/interval readings per known sensor and hour.",
+    )
+    degree_day_base_c: float = Field(
+        18.0, description="Base temperature of heating and cooling degree days (°C)."
+    )
+    climatology_csv: Path | None = Field(
+        None,
+        description="CSV of daily normals (columns region, month, day, normal_c) for the warehouse's anomalies; unset: each region's trailing mean.",
+    )
+    warehouse_trailing_days: int = Field(
+        30,
+        ge=1,
+        description="Days the warehouse looks back: the anomaly baseline without climatology, and which sensors a region knows (for coverage).",
+    )
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _servers_have_ports(cls, value: str) -> str:
@@ -161,6 +184,11 @@ class Settings(BaseSettings):
     def archive_root(self) -> str:
         """Root of the archive as a string (local path or object-store URI)."""
         return self.archive_uri or str(self.data_dir / "archive")
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB warehouse file users query (replaced atomically by each recompute)."""
+        return self.data_dir / "warehouse" / "climatewatch.duckdb"
 
     @property
     def kafka_state_dir(self) -> Path:

@@ -32,13 +32,19 @@ class TopicResult:
     detail: str
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """What every ClimateWatch topic should look like under these settings."""
+def topic_specs(settings: Settings, brokers: int = 1) -> list[TopicSpec]:
+    """What every ClimateWatch topic should look like under these settings.
+
+    Unless set, topics are replicated 3 times (fewer on a smaller cluster) with
+    ``min.insync.replicas=2`` once there are 3 replicas, so that with ``acks=all`` an
+    acknowledged reading survives the loss of any one broker.
+    """
+    rf = settings.replication_factor or min(3, brokers)
+    min_isr = settings.min_insync_replicas or (2 if rf >= 3 else None)
     common: dict[str, str] = {}
-    if settings.min_insync_replicas is not None:
-        common["min.insync.replicas"] = str(settings.min_insync_replicas)
+    if min_isr is not None:
+        common["min.insync.replicas"] = str(min_isr)
     readings = {**common, "retention.ms": str(settings.retention_ms)}
-    rf = settings.replication_factor
     return [
         TopicSpec(settings.topic_readings, settings.readings_partitions, rf, readings),
         TopicSpec(settings.topic_alerts, settings.output_partitions, rf, dict(common)),
@@ -51,10 +57,10 @@ def ensure_topics(settings: Settings) -> list[TopicResult]:
     """Create missing topics; report existing ones and any partition-count mismatch."""
     from kafka.admin import NewTopic
 
-    specs = topic_specs(settings)
     admin = make_admin(settings)
     try:
         with translate_kafka_errors(settings):
+            specs = topic_specs(settings, brokers=len(admin.describe_cluster()["brokers"]))
             existing = _partition_counts(admin, [spec.name for spec in specs])
             results: list[TopicResult] = []
             missing = [spec for spec in specs if spec.name not in existing]
@@ -73,7 +79,7 @@ def ensure_topics(settings: Settings) -> list[TopicResult]:
                     pass  # another process created it between our look and our create
                 except kafka_errors.InvalidReplicationFactorError as exc:
                     raise ClimateWatchError(
-                        f"cannot create topics with replication factor {settings.replication_factor} "
+                        f"cannot create topics with replication factor {specs[0].replication_factor} "
                         f"(CLIMATEWATCH_REPLICATION_FACTOR): the cluster has fewer brokers ({exc})"
                     ) from None
             for spec in specs:
@@ -112,4 +118,4 @@ def _partition_counts(admin: object, names: list[str]) -> dict[str, int]:
     if not wanted:
         return {}
     described = admin.describe_topics(wanted)  # type: ignore[attr-defined]
-    return {topic.get("topic", topic.get("name")): len(topic["partitions"]) for topic in described}
+    return {topic["name"]: len(topic["partitions"]) for topic in described}
