@@ -34,6 +34,8 @@ topics_app = typer.Typer(help="ClimateWatch topics.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(__import__("warehouse.archive_cli").archive_cli.archive_app, name="archive")
+app.add_typer(__import__("warehouse.stats_cli").stats_cli.warehouse_app, name="warehouse")
+app.command("sql")(__import__("warehouse.stats_cli").stats_cli.sql_command)
 
 
 # --- settings -----------------------------------------------------------------------------

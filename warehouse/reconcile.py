@@ -1,0 +1,63 @@
+"""Lambda reconciliation: the speed layer's windows against the batch layer's recompute.
+
+The ``reconciliation`` table is filled by ``warehouse/sql/reconciliation.sql`` during
+every recompute; this module reads it for a date (``climatewatch warehouse reconcile``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from include.errors import ClimateWatchError
+from warehouse.stats import sql_text
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+@dataclass(frozen=True)
+class RegionReconciliation:
+    """One region's windows of one date, by outcome."""
+
+    region: str
+    windows: int
+    agree: int
+    explained_by_late: int
+    unexplained: int
+    speed_readings: int
+    batch_readings: int
+    count_diff: int
+    late: int
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    day: str
+    regions: list[RegionReconciliation]
+    unexplained_windows: list[dict[str, Any]]
+
+    @property
+    def windows(self) -> int:
+        return sum(r.windows for r in self.regions)
+
+    @property
+    def unexplained(self) -> int:
+        return sum(r.unexplained for r in self.regions)
+
+
+def reconciliation_for(con: duckdb.DuckDBPyConnection, day: str) -> Reconciliation:
+    """The reconciliation of ``day`` (YYYY-MM-DD) as stored in the warehouse."""
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        raise ClimateWatchError(f"not a date (YYYY-MM-DD): {day!r}") from None
+    regions = [
+        RegionReconciliation(*(0 if v is None else v for v in row))
+        for row in con.execute(sql_text("reconcile_summary"), {"date": when}).fetchall()
+    ]
+    cursor = con.execute(sql_text("reconcile_unexplained"), {"date": when})
+    names = [d[0] for d in cursor.description]
+    unexplained = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return Reconciliation(when.isoformat(), regions, unexplained)
