@@ -215,65 +215,89 @@ def decode_event(value: bytes | None, kind: Kind) -> list[Any] | Rejection:
 
 
 # --- accumulating one batch -------------------------------------------------------------------
-class _Columns:
-    """Column lists of one output file."""
-
-    __slots__ = ("columns",)
-
-    def __init__(self, width: int) -> None:
-        self.columns: list[list[Any]] = [[] for _ in range(width)]
-
-
 class BatchBuilder:
-    """Rows of one batch, grouped by output file. Pure: no I/O until :meth:`tables`."""
+    """Rows of one batch, grouped by output file. Pure: no I/O until :meth:`tables`.
+
+    Rows are kept as tuples per output file and turned into columns once, at the end:
+    this loop runs once per record, so it does as little as possible.
+    """
 
     def __init__(self, kind: Kind, topic: str) -> None:
         self.kind = kind
         self.topic = topic
-        self.groups: dict[tuple[int, str | None], _Columns] = {}
-        self.rejected: dict[int, _Columns] = {}
+        # (day number, region or None) -> row tuples (schema order, ``region`` left out)
+        self.groups: dict[tuple[int, str | None], list[tuple[Any, ...]]] = {}
+        self.rejected: dict[int, list[tuple[Any, ...]]] = {}
         self.count = 0
         self.rejected_count = 0
         self._now_ms = -1
-        self._now: datetime | None = None
+        self._now = EPOCH
 
     def add(self, partition: int, offset: int, timestamp_ms: int, key: Any, value: Any) -> None:
-        self.count += 1
-        if self.kind == READINGS:
+        """Add one Kafka record."""
+        self.add_records(partition, [_Record(offset, timestamp_ms, key, value)], offset + 1)
+
+    def add_records(self, partition: int, records: Iterable[Any], end: int) -> int:
+        """Add Kafka records (``.offset``, ``.timestamp``, ``.key``, ``.value``) below ``end``."""
+        if self.kind != READINGS:
+            return self._add_events(partition, records, end)
+        groups = self.groups
+        parse = parse_reading
+        reading_type = Reading
+        now_ms, now = self._now_ms, self._now
+        added = 0
+        for record in records:
+            offset = record.offset
+            if offset >= end:
+                break
+            added += 1
+            timestamp_ms = record.timestamp
             # "Too far in the future" is judged against the record's Kafka timestamp, so
             # a retried run classifies every record exactly as the first run did.
-            if timestamp_ms != self._now_ms:
-                self._now_ms = timestamp_ms
-                self._now = EPOCH + timedelta(milliseconds=max(timestamp_ms, 0))
-            reading = parse_reading(value, now=self._now)
-            if type(reading) is Reading:
-                us = _epoch_us(reading.ts)
+            if timestamp_ms != now_ms:
+                now_ms = timestamp_ms
+                now = EPOCH + timedelta(milliseconds=max(timestamp_ms, 0))
+            reading = parse(record.value, now=now)
+            if type(reading) is reading_type:
+                us = (reading.ts - EPOCH) // US
                 group_key = (us // US_PER_DAY, reading.region)
-                group = self.groups.get(group_key)
-                if group is None:
-                    group = self.groups[group_key] = _Columns(7)
-                c = group.columns
-                c[0].append(reading.sensor_id)
-                c[1].append(us)
-                c[2].append(reading.temperature_c)
-                c[3].append(reading.humidity_pct)
-                c[4].append(reading.pressure_hpa)
-                c[5].append(partition)
-                c[6].append(offset)
-                return
-            rejection = reading
-        else:
-            row = decode_event(value, self.kind)
+                rows = groups.get(group_key)
+                if rows is None:
+                    rows = groups[group_key] = []
+                rows.append(
+                    (
+                        reading.sensor_id,
+                        us,
+                        reading.temperature_c,
+                        reading.humidity_pct,
+                        reading.pressure_hpa,
+                        partition,
+                        offset,
+                    )
+                )
+            else:
+                self._reject(partition, offset, timestamp_ms, record.key, record.value, reading)
+        self._now_ms, self._now = now_ms, now
+        self.count += added
+        return added
+
+    def _add_events(self, partition: int, records: Iterable[Any], end: int) -> int:
+        added = 0
+        day_field = 4 if self.kind == ALERTS else 1  # window_start
+        for record in records:
+            if record.offset >= end:
+                break
+            added += 1
+            row = decode_event(record.value, self.kind)
             if type(row) is list:
-                day = row[4 if self.kind == ALERTS else 1] // US_PER_DAY
-                group = self.groups.get((day, None))
-                if group is None:
-                    group = self.groups[(day, None)] = _Columns(len(row) + 2)
-                for column, item in zip(group.columns, (*row, partition, offset), strict=True):
-                    column.append(item)
-                return
-            rejection = row
-        self._reject(partition, offset, timestamp_ms, key, value, rejection)
+                group_key = (row[day_field] // US_PER_DAY, None)
+                self.groups.setdefault(group_key, []).append((*row, partition, record.offset))
+            else:
+                self._reject(
+                    partition, record.offset, record.timestamp, record.key, record.value, row
+                )
+        self.count += added
+        return added
 
     def _reject(
         self,
@@ -285,37 +309,37 @@ class BatchBuilder:
         rejection: Rejection,
     ) -> None:
         self.rejected_count += 1
-        day = timestamp_ms // MS_PER_DAY
-        group = self.rejected.get(day)
-        if group is None:
-            group = self.rejected[day] = _Columns(7)
-        c = group.columns
-        c[0].append(partition)
-        c[1].append(offset)
-        c[2].append(timestamp_ms * 1000)
-        c[3].append(key)
-        c[4].append(value)
-        c[5].append(rejection.reason)
-        c[6].append(rejection.detail)
+        rows = self.rejected.setdefault(timestamp_ms // MS_PER_DAY, [])
+        rows.append(
+            (partition, offset, timestamp_ms * 1000, key, value, rejection.reason, rejection.detail)
+        )
 
     def tables(self) -> Iterable[tuple[str, str, str | None, pa.Table]]:
         """(dataset, day, region, table) of every file this batch writes."""
-        import pyarrow as pa
-
         schema = dataset_schema(self.kind)
-        for (day, region), group in sorted(self.groups.items(), key=lambda kv: str(kv[0])):
-            arrays = [
-                pa.array(column, type=field.type)
-                for column, field in zip(group.columns, schema, strict=True)
-            ]
-            yield self.kind, day_text(day), region, pa.Table.from_arrays(arrays, schema=schema)
+        for (day, region), rows in sorted(self.groups.items(), key=lambda kv: str(kv[0])):
+            yield self.kind, day_text(day), region, _to_table(rows, schema)
         schema = rejected_arrow_schema()
-        for day, group in sorted(self.rejected.items()):
-            arrays = [
-                pa.array(column, type=field.type)
-                for column, field in zip(group.columns, schema, strict=True)
-            ]
-            yield REJECTED, day_text(day), None, pa.Table.from_arrays(arrays, schema=schema)
+        for day, rows in sorted(self.rejected.items()):
+            yield REJECTED, day_text(day), None, _to_table(rows, schema)
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    offset: int
+    timestamp: int
+    key: Any
+    value: Any
+
+
+def _to_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
+    columns = zip(*rows, strict=True)
+    arrays = [
+        pa.array(column, type=field.type) for column, field in zip(columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def dataset_schema(kind: Kind) -> pa.Schema:
@@ -466,6 +490,9 @@ def make_archive_consumer(settings: Settings) -> Any:
         max_poll_records=10_000,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=16 * 1024 * 1024,
+        # At a partition's end the broker holds a fetch this long waiting for data, and
+        # the next partition's offset lookup queues behind it on the same connection.
+        fetch_max_wait_ms=100,
     )
 
 
@@ -567,11 +594,7 @@ def archive_partition(
                         max_records=min(10_000, max(1, batch_records - builder.count)),
                     )
                     records = polled.get(tp, ())
-                    add = builder.add
-                    for record in records:
-                        if record.offset >= end:
-                            break
-                        add(partition, record.offset, record.timestamp, record.key, record.value)
+                    builder.add_records(partition, records, end)
                     position = min(consumer.position(tp), end)
                     if records:
                         idle_polls = 0
@@ -649,9 +672,20 @@ def archived_topics(settings: Settings) -> list[str]:
 
 
 def archive_topic(
-    settings: Settings, topic: str, *, root: str | None = None, batch_records: int | None = None
+    settings: Settings,
+    topic: str,
+    *,
+    root: str | None = None,
+    batch_records: int | None = None,
+    workers: int = 1,
 ) -> list[PartitionResult]:
-    """Archive every partition of ``topic`` one after the other (the CLI's path)."""
+    """Archive every partition of ``topic`` (the CLI's path).
+
+    ``workers > 1`` archives partitions in that many processes at once, as the DAG's
+    mapped tasks do; each partition is still archived by exactly one process.
+    """
+    if workers > 1:
+        return _archive_in_processes(settings, topic, root, batch_records, workers)
     consumer = make_archive_consumer(settings)
     try:
         return [
@@ -662,6 +696,25 @@ def archive_topic(
         ]
     finally:
         consumer.close()
+
+
+def _archive_in_processes(
+    settings: Settings, topic: str, root: str | None, batch_records: int | None, workers: int
+) -> list[PartitionResult]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    partitions = partitions_of(settings, topic)
+    # spawn, not fork: kafka-python clients run a network thread that fork would copy
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(partitions)), mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                archive_partition, settings, topic, p, root=root, batch_records=batch_records
+            )
+            for p in partitions
+        ]
+        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)

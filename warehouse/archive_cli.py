@@ -22,6 +22,9 @@ def archive_run(
             help="Topic to archive (repeatable; default: readings, alerts, window stats)."
         ),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Partitions archived in parallel (one process each).")
+    ] = 1,
     compact: Annotated[
         bool, typer.Option("--compact/--no-compact", help="Merge the small files of closed days.")
     ] = True,
@@ -38,7 +41,7 @@ def archive_run(
     settings = get_settings()
     table = Table("topic", "partition", "offsets", "rows", "rejected", "lost", "files")
     for name in topic or archived_topics(settings):
-        for result in archive_topic(settings, name):
+        for result in archive_topic(settings, name, workers=workers):
             table.add_row(
                 result.topic,
                 str(result.partition),

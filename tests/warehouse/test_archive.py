@@ -283,3 +283,17 @@ def test_cli_status_shows_lag_then_run_clears_it(kafka_settings: Settings) -> No
     assert sum(s.rejected for s in after) > 0
     assert "lag" in run("status")
     assert os.path.isdir(kafka_settings.archive_root)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_partitions_archived_by_parallel_processes_are_each_archived_once(
+    kafka_settings: Settings,
+) -> None:
+    produced = produce_scenario(kafka_settings, 300)
+    results = _archive(kafka_settings, workers=2)
+    assert sorted(r.partition for r in results) == list(range(kafka_settings.readings_partitions))
+    rows = archived_readings(kafka_settings.archive_root)
+    assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
+    assert rejected_reasons(kafka_settings.archive_root) == produced.malformed
+    assert sum(r.files for r in _archive(kafka_settings, workers=2)) == 0
