@@ -576,6 +576,17 @@ def archive_partition(
                     rejected=builder.rejected_count,
                     lost_before=lost,
                 )
+                # One archiver per partition at a time (the DAG runs one run at a time): if
+                # another one recorded offsets meanwhile, stop rather than overlap it. The
+                # files of this batch are then unrecorded; the next run removes them.
+                expected = batches[-1].end_offset if batches else next_offset
+                recorded = ledger.next_offset(topic, partition)
+                if recorded != expected:
+                    raise ClimateWatchError(
+                        f"{topic}-p{partition}: another archiver recorded offsets up to "
+                        f"{recorded} while this run was writing from {expected}; run one "
+                        "archiver per partition at a time (pause the DAG to run it by hand)"
+                    )
                 ledger.append(entry)
                 batches.append(entry)
 

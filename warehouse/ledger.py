@@ -134,8 +134,26 @@ class Ledger:
         return entries
 
     def next_offset(self, topic: str, partition: int) -> int | None:
-        """The first offset not yet archived, or None when nothing of it was archived."""
-        ends = [e.end_offset for e in self.entries(topic, partition)]
+        """The first offset not yet archived, or None when nothing of it was archived.
+
+        Read from the entries' names (``<start>-<end>.json``), not their contents: one
+        listing, however long the ledger.
+        """
+        import pyarrow.fs as pafs
+
+        base = posixpath.join(self.root, LEDGER_DIR, topic, f"p{partition}")
+        selector = pafs.FileSelector(base, allow_not_found=True)
+        ends = []
+        for info in self.fs.get_file_info(selector):
+            name = posixpath.basename(info.path)
+            start, _, end = name.removesuffix(".json").partition("-")
+            if (
+                info.type == pafs.FileType.File
+                and name.endswith(".json")
+                and start.isdigit()
+                and end.isdigit()
+            ):
+                ends.append(int(end))
         return max(ends) if ends else None
 
     def replace(self, old: list[LedgerEntry], new: list[LedgerEntry]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from include.errors import ClimateWatchError
 from include.events import Alert, WindowStats
 from include.kafka_clients import make_admin, make_producer
 from include.settings import Settings
@@ -34,7 +35,7 @@ from warehouse.archive import (
     decode_event,
     kafka_overrides_from_extra,
 )
-from warehouse.ledger import Ledger
+from warehouse.ledger import Ledger, LedgerEntry
 
 
 # --- pure decoding ----------------------------------------------------------------------------
@@ -87,6 +88,18 @@ class TestBatchBuilder:
             "bootstrap_servers": "k1:9092,k2:9092",
             "security_protocol": "SASL_SSL",
         }
+
+
+@pytest.mark.unit
+def test_the_ledger_next_offset_comes_from_entry_names(tmp_path: Path) -> None:
+    ledger = Ledger(str(tmp_path))
+    assert ledger.next_offset("t", 0) is None
+    ledger.append(LedgerEntry("t", 0, 0, 10))
+    ledger.append(LedgerEntry("t", 0, 10, 25))
+    ledger.append(LedgerEntry("t", 1, 0, 99))
+    (tmp_path / "_ledger" / "t" / "p0" / ".000000000025-000000000030.json.x.tmp").write_text("")
+    assert ledger.next_offset("t", 0) == 25
+    assert ledger.next_offset("t", 0) == max(e.end_offset for e in ledger.entries("t", 0))
 
 
 # --- against the broker -----------------------------------------------------------------------
@@ -297,3 +310,19 @@ def test_partitions_archived_by_parallel_processes_are_each_archived_once(
     assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
     assert rejected_reasons(kafka_settings.archive_root) == produced.malformed
     assert sum(r.files for r in _archive(kafka_settings, workers=2)) == 0
+
+
+@pytest.mark.kafka
+def test_a_second_archiver_on_the_same_partition_is_refused(kafka_settings: Settings) -> None:
+    produce_scenario(kafka_settings, 120)
+    topic = kafka_settings.topic_readings
+    partition = next(r.partition for r in _archive(kafka_settings) if r.end_offset)
+    Path(kafka_settings.archive_root).joinpath("_ledger").rename(
+        Path(kafka_settings.archive_root, "old-ledger")
+    )  # start over, then let "another archiver" record a batch while this one writes
+
+    def other_archiver_records(_path: str) -> None:
+        Ledger(kafka_settings.archive_root).append(LedgerEntry(topic, partition, 0, 1))
+
+    with pytest.raises(ClimateWatchError, match="another archiver"):
+        archive_partition(kafka_settings, topic, partition, on_file=other_archiver_records)
