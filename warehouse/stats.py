@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -33,7 +34,13 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_DATASETS = ("readings", "rejected", "alerts", "window_stats")
 # Stage 1 reads the archive for the recomputed dates; stage 2 only warehouse tables.
-ARCHIVE_MODELS = ("sensor_daily", "regional_hourly", "regional_daily", "reconciliation")
+ARCHIVE_MODELS = (
+    "sensor_hourly",
+    "sensor_daily",
+    "regional_hourly",
+    "regional_daily",
+    "reconciliation",
+)
 LOOK_BACK_MODEL = "coverage_and_anomaly"
 DATE_TABLES = ("sensor_daily", "regional_hourly", "regional_daily", "reconciliation")
 HIVE_TYPES = {
@@ -53,6 +60,7 @@ class RecomputeResult:
     dates: list[str] = field(default_factory=list)
     dependent_dates: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    model_seconds: dict[str, float] = field(default_factory=dict)
     daily_rows: int = 0
     hourly_rows: int = 0
     warehouse: str = ""
@@ -64,6 +72,7 @@ class RecomputeResult:
             "dates": self.dates,
             "dependent_dates": self.dependent_dates,
             "seconds": round(self.seconds, 3),
+            "model_seconds": {k: round(v, 3) for k, v in self.model_seconds.items()},
             "daily_rows": self.daily_rows,
             "hourly_rows": self.hourly_rows,
             "warehouse": self.warehouse,
@@ -232,17 +241,25 @@ def _dependent_dates(
 
 
 def _recompute_in(
-    con: duckdb.DuckDBPyConnection, settings: Settings, dates: list[str]
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    dates: list[str],
+    timings: dict[str, float] | None = None,
 ) -> list[str]:
     """Replace the rows of ``dates`` in every model, in one transaction."""
+    timings = {} if timings is None else timings
     con.execute("BEGIN TRANSACTION")
     try:
         _dates_table(con, "recompute_dates", dates)
         for model in ARCHIVE_MODELS:
+            started = time.perf_counter()
             run_sql_file(con, model)
+            timings[model] = time.perf_counter() - started
+        started = time.perf_counter()
         dependent = _dependent_dates(con, dates, settings.warehouse_trailing_days)
         _dates_table(con, "dependent_dates", dependent)
         run_sql_file(con, LOOK_BACK_MODEL)
+        timings[LOOK_BACK_MODEL] = time.perf_counter() - started
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -297,13 +314,14 @@ def recompute(settings: Settings, *, rebuild: bool = False) -> RecomputeResult:
         else:
             mode = "incremental"
             dates = sorted(new_dates)
-        dependent = _recompute_in(con, settings, dates)
+        timings: dict[str, float] = {}
+        dependent = _recompute_in(con, settings, dates, timings)
         if new:
             con.executemany(
                 "INSERT OR REPLACE INTO processed_batches VALUES (?, ?, ?)",
                 [(e.batch_id, list(e.dates), started) for e in new],
             )
-        result = RecomputeResult(mode, len(new), dates, dependent)
+        result = RecomputeResult(mode, len(new), dates, dependent, model_seconds=timings)
         _finish(con, result, settings)
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     log.info(

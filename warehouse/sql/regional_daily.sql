@@ -2,13 +2,14 @@
 -- Replaces those dates' rows. Degree days come from the day's mean temperature:
 --   hdd = max(0, base - mean_c), cdd = max(0, mean_c - base)
 -- with base = warehouse_settings.degree_day_base_c (CLIMATEWATCH_DEGREE_DAY_BASE_C).
--- Coverage, baseline, anomaly and alerts are filled by coverage_and_anomaly.sql.
+-- Sensors reporting come from sensor_daily (run sensor_daily.sql first); coverage,
+-- baseline, anomaly and alerts are filled by coverage_and_anomaly.sql.
 
 DELETE FROM regional_daily WHERE date IN (SELECT date FROM recompute_dates);
 
 INSERT INTO regional_daily BY NAME
 WITH day_readings AS (
-    SELECT region, date, sensor_id, ts, temperature_c
+    SELECT region, date, ts, temperature_c
     FROM readings
     WHERE date IN (SELECT date FROM recompute_dates)
 ),
@@ -17,7 +18,6 @@ daily AS (
         region,
         date,
         count(*)                                            AS reading_count,
-        count(DISTINCT sensor_id)                           AS sensors_reporting,
         min(temperature_c)                                  AS min_c,
         max(temperature_c)                                  AS max_c,
         avg(temperature_c)                                  AS mean_c,
@@ -27,12 +27,18 @@ daily AS (
         max(ts)                                             AS last_ts
     FROM day_readings
     GROUP BY region, date
+),
+sensors AS (
+    SELECT region, date, count(*) AS sensors_reporting
+    FROM sensor_daily
+    WHERE date IN (SELECT date FROM recompute_dates)
+    GROUP BY region, date
 )
 SELECT
     region,
     date,
     reading_count,
-    sensors_reporting,
+    sensors.sensors_reporting,
     min_c,
     max_c,
     mean_c,
@@ -44,4 +50,5 @@ SELECT
     last_ts,
     greatest(0.0, (SELECT degree_day_base_c FROM warehouse_settings) - mean_c) AS hdd,
     greatest(0.0, mean_c - (SELECT degree_day_base_c FROM warehouse_settings)) AS cdd
-FROM daily;
+FROM daily
+JOIN sensors USING (region, date);

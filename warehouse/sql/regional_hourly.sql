@@ -1,16 +1,14 @@
 -- regional_hourly: per region and UTC hour, for the dates in recompute_dates(date DATE).
--- Replaces those dates' rows. Coverage columns (known_sensors, expected_readings,
+-- Replaces those dates' rows. Sensors reporting come from sensor_hourly
+-- (sensor_hourly.sql); coverage columns (known_sensors, expected_readings,
 -- coverage_pct) are filled by coverage_and_anomaly.sql, which looks back over days.
---
--- Hours are bucketed with epoch arithmetic on the UTC timestamp: date_trunc on a
--- TIMESTAMPTZ goes through the time-zone library and is several times slower.
+-- Hours are bucketed with epoch arithmetic (see sensor_hourly.sql).
 
 DELETE FROM regional_hourly WHERE date IN (SELECT date FROM recompute_dates);
 
 INSERT INTO regional_hourly BY NAME
 WITH bucketed AS (
-    SELECT region, date, sensor_id, ts, temperature_c,
-           epoch_us(ts) // 3600000000 AS hour_bucket
+    SELECT region, date, ts, temperature_c, epoch_us(ts) // 3600000000 AS hour_bucket
     FROM readings
     WHERE date IN (SELECT date FROM recompute_dates)
 ),
@@ -20,7 +18,6 @@ hourly AS (
         date,
         hour_bucket,
         count(*)                                            AS reading_count,
-        count(DISTINCT sensor_id)                           AS sensors_reporting,
         min(temperature_c)                                  AS min_c,
         max(temperature_c)                                  AS max_c,
         avg(temperature_c)                                  AS mean_c,
@@ -30,13 +27,18 @@ hourly AS (
         max(ts)                                             AS last_ts
     FROM bucketed
     GROUP BY region, date, hour_bucket
+),
+sensors AS (
+    SELECT region, hour_bucket, count(*) AS sensors_reporting
+    FROM sensor_hourly
+    GROUP BY region, hour_bucket
 )
 SELECT
     region,
     date,
     to_timestamp(hour_bucket * 3600) AS hour_start,
     reading_count,
-    sensors_reporting,
+    sensors.sensors_reporting,
     min_c,
     max_c,
     mean_c,
@@ -46,4 +48,5 @@ SELECT
     q[3] AS p95_c,
     first_ts,
     last_ts
-FROM hourly;
+FROM hourly
+JOIN sensors USING (region, hour_bucket);
