@@ -1,52 +1,63 @@
 -- regional_hourly: per region and UTC hour, for the dates in recompute_dates(date DATE).
--- Replaces those dates' rows. Sensors reporting come from sensor_hourly
--- (sensor_hourly.sql); coverage columns (known_sensors, expected_readings,
--- coverage_pct) are filled by coverage_and_anomaly.sql, which looks back over days.
+-- Replaces those dates' rows. Counts, extremes, mean and standard deviation are rolled
+-- up from sensor_hourly (run sensor_hourly.sql first); percentiles come from the raw
+-- readings. Coverage columns (known_sensors, expected_readings, coverage_pct) are
+-- filled by coverage_and_anomaly.sql, which looks back over days.
 -- Hours are bucketed with epoch arithmetic (see sensor_hourly.sql).
 
 DELETE FROM regional_hourly WHERE date IN (SELECT date FROM recompute_dates);
 
 INSERT INTO regional_hourly BY NAME
-WITH bucketed AS (
-    SELECT region, date, ts, temperature_c, epoch_us(ts) // 3600000000 AS hour_bucket
-    FROM readings
-    WHERE date IN (SELECT date FROM recompute_dates)
-),
-hourly AS (
+WITH hourly AS (
     SELECT
         region,
         date,
         hour_bucket,
-        count(*)                                            AS reading_count,
-        min(temperature_c)                                  AS min_c,
-        max(temperature_c)                                  AS max_c,
-        avg(temperature_c)                                  AS mean_c,
-        stddev_samp(temperature_c)                          AS stddev_c,
-        quantile_cont(temperature_c, [0.05, 0.5, 0.95])     AS q,
-        min(ts)                                             AS first_ts,
-        max(ts)                                             AS last_ts
-    FROM bucketed
+        sum(reading_count)                  AS reading_count,
+        count(*)                            AS sensors_reporting,
+        min(min_c)                          AS min_c,
+        max(max_c)                          AS max_c,
+        sum(sum_c) / sum(reading_count)     AS mean_c,
+        min(first_ts)                       AS first_ts,
+        max(last_ts)                        AS last_ts
+    FROM sensor_hourly
     GROUP BY region, date, hour_bucket
 ),
-sensors AS (
-    SELECT region, hour_bucket, count(*) AS sensors_reporting
-    FROM sensor_hourly
+spread AS (
+    -- sum of squared deviations from the hour's mean, from each sensor's own
+    SELECT
+        s.region,
+        s.hour_bucket,
+        sum(s.m2_c + s.reading_count * pow(s.sum_c / s.reading_count - h.mean_c, 2)) AS m2_c
+    FROM sensor_hourly AS s
+    JOIN hourly AS h USING (region, hour_bucket)
+    GROUP BY s.region, s.hour_bucket
+),
+percentiles AS (
+    SELECT
+        region,
+        epoch_us(ts) // 3600000000                          AS hour_bucket,
+        quantile_cont(temperature_c, [0.05, 0.5, 0.95])     AS q
+    FROM readings
+    WHERE date IN (SELECT date FROM recompute_dates)
     GROUP BY region, hour_bucket
 )
 SELECT
-    region,
-    date,
-    to_timestamp(hour_bucket * 3600) AS hour_start,
-    reading_count,
-    sensors.sensors_reporting,
-    min_c,
-    max_c,
-    mean_c,
-    stddev_c,
-    q[1] AS p05_c,
-    q[2] AS p50_c,
-    q[3] AS p95_c,
-    first_ts,
-    last_ts
+    hourly.region,
+    hourly.date,
+    to_timestamp(hourly.hour_bucket * 3600)                          AS hour_start,
+    hourly.reading_count,
+    hourly.sensors_reporting,
+    hourly.min_c,
+    hourly.max_c,
+    hourly.mean_c,
+    CASE WHEN hourly.reading_count > 1
+         THEN sqrt(spread.m2_c / (hourly.reading_count - 1)) END     AS stddev_c,
+    percentiles.q[1]                                                 AS p05_c,
+    percentiles.q[2]                                                 AS p50_c,
+    percentiles.q[3]                                                 AS p95_c,
+    hourly.first_ts,
+    hourly.last_ts
 FROM hourly
-JOIN sensors USING (region, hour_bucket);
+JOIN spread USING (region, hour_bucket)
+JOIN percentiles USING (region, hour_bucket);
