@@ -6,15 +6,19 @@ every recompute; this module reads it for a date (``climatewatch warehouse recon
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from include.errors import ClimateWatchError
+from include.settings import Settings
 from warehouse.stats import sql_text
 
 if TYPE_CHECKING:
     import duckdb
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,37 @@ def reconciliation_for(con: duckdb.DuckDBPyConnection, day: str) -> Reconciliati
     names = [d[0] for d in cursor.description]
     unexplained = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     return Reconciliation(when.isoformat(), regions, unexplained)
+
+
+def log_reconciliation(settings: Settings, days: list[str]) -> dict[str, Any]:
+    """Log the reconciliation of ``days``; unexplained windows as warnings. Returns totals."""
+    from warehouse.db import connect_read_only
+
+    totals = {"windows": 0, "agree": 0, "explained_by_late": 0, "unexplained": 0}
+    if not days:
+        return totals
+    con = connect_read_only(settings.warehouse_path)
+    try:
+        found = [reconciliation_for(con, day) for day in days]
+    finally:
+        con.close()
+    for day in found:
+        for region in day.regions:
+            for key in totals:
+                totals[key] += getattr(region, key)
+        if day.unexplained:
+            log.warning(
+                "%s: %d of %d speed-layer window(s) differ from the archive beyond late data: %s",
+                day.day,
+                day.unexplained,
+                day.windows,
+                ", ".join(
+                    f"{w['region']} {w['window_start']:%H:%M} ({w['count_diff']:+d}, late {w['late']})"
+                    for w in day.unexplained_windows[:10]
+                ),
+            )
+        elif day.windows:
+            log.info(
+                "%s: %d window(s), every difference explained by late data", day.day, day.windows
+            )
+    return totals

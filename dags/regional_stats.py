@@ -1,0 +1,82 @@
+"""
+### regional_stats: authoritative regional statistics in the DuckDB warehouse
+
+Runs whenever `archive_readings` updates the archive (it is scheduled on the
+`climatewatch_archive` Asset) and brings the warehouse
+`DATA_DIR/warehouse/climatewatch.duckdb` up to date:
+
+* **recompute**: the dates touched by archive batches the warehouse has not processed
+  yet (from the archive's offset ledger; processed batch ids live in the warehouse) are
+  recomputed from the Parquet archive: `sensor_daily`, `regional_hourly`,
+  `regional_daily` (coverage, percentiles, degree days, anomaly, alerts by rule) and
+  `reconciliation`; the following days' look-back columns are updated too. The SQL
+  models are the files in `warehouse/sql/`.
+* **reconciliation summary**: the speed layer's windows against the batch recompute
+  for the dates just recomputed; windows whose difference late data does not explain
+  are logged as warnings (`climatewatch warehouse reconcile --date …` shows them).
+
+The warehouse is built in a copy and swapped in atomically: users' long queries
+(`climatewatch sql`, `duckdb -readonly`) never block this DAG and never see a
+half-written table. One run at a time; a retried run recomputes the same dates.
+
+**Manual runs**: `climatewatch warehouse recompute` is the same code;
+`climatewatch warehouse rebuild` recomputes everything from the archive (after changing
+the climatology, say — a change of the warehouse settings also triggers it).
+Emits the `climatewatch_regional_stats` Asset for the daily report.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import dag, task
+
+from include.assets import ARCHIVE, REGIONAL_STATS
+
+
+@dag(
+    dag_id="regional_stats",
+    schedule=[ARCHIVE],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["climatewatch", "batch", "warehouse", "duckdb"],
+    default_args={
+        "owner": "climatewatch",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+)
+def regional_stats() -> None:
+    @task(outlets=[REGIONAL_STATS])
+    def recompute_statistics(*, outlet_events: Any = None) -> dict[str, Any]:
+        """Recompute the dates new archive batches touched, then swap the warehouse in."""
+        from include.settings import load_settings
+        from warehouse.stats import recompute
+
+        result = recompute(load_settings()).to_dict()
+        if outlet_events is not None:
+            outlet_events[REGIONAL_STATS].extra = {
+                "warehouse": result["warehouse"],
+                "dates": result["dates"],
+                "mode": result["mode"],
+            }
+        return result
+
+    @task
+    def summarize_reconciliation(result: dict[str, Any]) -> dict[str, Any]:
+        """Per recomputed date: windows that agree, are explained by late data, or are not."""
+        from include.settings import load_settings
+        from warehouse.reconcile import log_reconciliation
+
+        return log_reconciliation(load_settings(), result["dates"])
+
+    summarize_reconciliation(recompute_statistics())
+
+
+regional_stats()
