@@ -175,19 +175,22 @@ def phase_incremental(workdir: Path, readings: int) -> dict:
 
 def phase_pandas(workdir: Path, readings: int, subset: int) -> dict:
     import pandas as pd
-    import pyarrow.dataset as ds
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     files = subset_files(workdir, subset, readings)
     started = time.perf_counter()
-    dataset = ds.dataset(files, format="parquet", partitioning="hive")
-    frame = dataset.to_table(columns=["sensor_id", "ts", "temperature_c"]).to_pandas()
-    # the Hive columns come from the path, as DuckDB reads them
-    paths = pd.Series(files)
-    sizes = [f.count_rows() for f in dataset.get_fragments()]
-    frame["date"] = paths.str.extract(r"date=([^/]+)")[0].repeat(sizes).to_numpy()
-    frame["region"] = paths.str.extract(r"region=([^/]+)")[0].repeat(sizes).to_numpy()
+    tables = []
+    for file in files:  # region and date come from the Hive path, as DuckDB reads them
+        table = pq.read_table(file, columns=["sensor_id", "ts", "temperature_c"])
+        parts = dict(part.split("=", 1) for part in Path(file).parts if "=" in part)
+        for column in ("region", "date"):
+            values = pa.array([parts[column]] * table.num_rows).dictionary_encode()
+            table = table.append_column(column, values)
+        tables.append(table)
+    frame = pa.concat_tables(tables).to_pandas()
     read = time.perf_counter() - started
-    grouped = frame.groupby(["region", "date"], sort=False)
+    grouped = frame.groupby(["region", "date"], sort=False, observed=True)
     temperature = grouped["temperature_c"]
     daily = pd.DataFrame(
         {
@@ -221,22 +224,21 @@ def phase_duckdb_subset(workdir: Path, readings: int, subset: int) -> dict:
     files = subset_files(workdir, subset, readings)
     con = duckdb.connect()
     started = time.perf_counter()
-    rows, groups = con.execute(
+    # every aggregate fetched: DuckDB would skip the ones a query does not use
+    daily = con.execute(
         """
-        WITH daily AS (
-            SELECT region, date, count(*) AS reading_count, count(DISTINCT sensor_id),
-                   min(temperature_c), max(temperature_c), avg(temperature_c),
-                   stddev_samp(temperature_c),
-                   quantile_cont(temperature_c, [0.05, 0.5, 0.95]), min(ts), max(ts)
-            FROM read_parquet(?, hive_partitioning = true,
-                              hive_types = {'date': DATE, 'region': VARCHAR})
-            GROUP BY region, date
-        )
-        SELECT sum(reading_count), count(*) FROM daily
+        SELECT region, date, count(*) AS reading_count, count(DISTINCT sensor_id),
+               min(temperature_c), max(temperature_c), avg(temperature_c),
+               stddev_samp(temperature_c),
+               quantile_cont(temperature_c, [0.05, 0.5, 0.95]), min(ts), max(ts)
+        FROM read_parquet(?, hive_partitioning = true,
+                          hive_types = {'date': DATE, 'region': VARCHAR})
+        GROUP BY region, date
         """,
         [files],
-    ).fetchone()
+    ).fetchall()
     seconds = time.perf_counter() - started
+    rows, groups = sum(row[2] for row in daily), len(daily)
     return {"rows": rows, "seconds": seconds, "groups": groups, "rss": peak_rss_mb()}
 
 
@@ -365,14 +367,16 @@ def main() -> int:
         f"ratio DuckDB full rebuild / pandas daily (readings/s): {rebuild_rate / pandas_rate:.1f}x"
     )
     print(f"ratio DuckDB daily / pandas daily, same subset:        {duck_rate / pandas_rate:.1f}x")
-    ok_rebuild = rebuild["seconds"] < REBUILD_TARGET_S * readings / 100_000_000
-    ok_incremental = incremental["seconds"] < INCREMENTAL_TARGET_S
-    print(
-        f"full rebuild target (< {REBUILD_TARGET_S:.0f} s per 100M): "
-        f"{'met' if ok_rebuild else 'MISSED'}; "
-        f"incremental target (< {INCREMENTAL_TARGET_S:.0f} s): "
-        f"{'met' if ok_incremental else 'MISSED'}"
-    )
+    if readings == 100_000_000:
+        ok_rebuild = rebuild["seconds"] < REBUILD_TARGET_S
+        ok_incremental = incremental["seconds"] < INCREMENTAL_TARGET_S
+        print(
+            f"targets at 100M: full rebuild < {REBUILD_TARGET_S:.0f} s "
+            f"{'met' if ok_rebuild else 'MISSED'}; incremental < {INCREMENTAL_TARGET_S:.0f} s "
+            f"{'met' if ok_incremental else 'MISSED'}"
+        )
+    else:
+        print("targets (30 s rebuild, 2 s incremental) apply to the full size, 100M readings")
     return 0
 
 
