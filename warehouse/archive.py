@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -335,9 +336,9 @@ class _Record:
 def _to_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     import pyarrow as pa
 
-    columns = zip(*rows, strict=True)
+    # one pass per column with a C-level getter: zip(*rows) is several times slower here
     arrays = [
-        pa.array(column, type=field.type) for column, field in zip(columns, schema, strict=True)
+        pa.array(list(map(itemgetter(i), rows)), type=field.type) for i, field in enumerate(schema)
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
 

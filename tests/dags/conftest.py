@@ -8,11 +8,15 @@ environment below is set when this conftest is imported — before any test modu
 Use it like this::
 
     @pytest.mark.airflow
-    def test_my_dag(airflow_home, kafka_settings):
-        from airflow.dag_processing.dagbag import DagBag
-        dag = load_dag("my_dag")
-        run = dag.test(conn_file_path=...)
+    def test_my_dag(airflow_home, tmp_path):
+        dag = load_dag("my_dag")  # dags/my_dag.py
+        connections = write_connections(tmp_path / "c.json", {"kafka_default": {...}})
+        run = dag.test(conn_file_path=connections)
         assert run.state == "success"
+
+Settings reach tasks through ``CLIMATEWATCH_*`` variables (``monkeypatch.setenv``; tasks
+should call ``load_settings()``, which reads them each time). ``tests/dags/test_archive_readings.py``
+is a complete example.
 """
 
 from __future__ import annotations
@@ -80,6 +84,19 @@ def write_connections(path: Path, connections: dict[str, dict[str, Any]]) -> str
     """A connections file for ``dag.test(conn_file_path=...)``; returns its path."""
     path.write_text(json.dumps(connections))
     return str(path)
+
+
+def load_dag(dag_id: str, file_name: str | None = None) -> Any:
+    """The DAG ``dag_id`` parsed from ``dags/<file_name or dag_id>.py``, as the scheduler would."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER / (file_name or f"{dag_id}.py")))
+    if bag.import_errors:
+        raise AssertionError(f"import errors: {bag.import_errors}")
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise AssertionError(f"no DAG {dag_id!r} in {file_name or dag_id + '.py'}")
+    return dag
 
 
 def dag_files() -> list[Path]:

@@ -9,7 +9,7 @@ import pytest
 
 from include.settings import Settings
 from tests.conftest import settings_env
-from tests.dags.conftest import DAGS_FOLDER, write_connections
+from tests.dags.conftest import load_dag, write_connections
 from tests.warehouse.archive_scenario import archived_readings, produce_scenario, rejected_reasons
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
@@ -29,7 +29,6 @@ def test_archive_dag_archives_everything_once_through_the_kafka_connection(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
@@ -47,7 +46,7 @@ def test_archive_dag_archives_everything_once_through_the_kafka_connection(
             }
         },
     )
-    dag = DagBag(dag_folder=str(DAGS_FOLDER / "archive_readings.py")).get_dag("archive_readings")
+    dag = load_dag("archive_readings")
     root = kafka_settings.archive_root
 
     produced = produce_scenario(kafka_settings, 400)

@@ -326,3 +326,20 @@ def test_a_second_archiver_on_the_same_partition_is_refused(kafka_settings: Sett
 
     with pytest.raises(ClimateWatchError, match="another archiver"):
         archive_partition(kafka_settings, topic, partition, on_file=other_archiver_records)
+
+
+@pytest.mark.kafka
+def test_a_uri_root_goes_through_pyarrow_filesystems(kafka_settings: Settings) -> None:
+    from datetime import timedelta
+
+    from warehouse.compaction import compact
+
+    local = Path(kafka_settings.data_dir, "uri-archive")
+    settings = kafka_settings.model_copy(update={"archive_uri": f"file://{local}"})
+    produced = produce_scenario(settings, 150)
+    archive_topic(settings, settings.topic_readings, batch_records=30)
+    compact(settings.archive_root, closed_after=timedelta(0))
+    rows = archived_readings(local)
+    assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
+    assert sum(s.rows for s in archive_status(settings)) == produced.valid_count
+    assert all(e.files for e in Ledger(settings.archive_root).entries() if e.rows)
