@@ -42,6 +42,7 @@ DAYS = 60
 FIRST_DAY = "2026-01-01"
 REBUILD_TARGET_S = 30.0
 INCREMENTAL_TARGET_S = 2.0
+LATE_BATCH = 10_000  # readings of the new batch for one day (the incremental phase)
 
 
 def peak_rss_mb() -> float:
@@ -306,7 +307,7 @@ def main() -> int:
         print(f"generated in {generated_s:.1f} s, {size_gb:.2f} GB of Parquet", flush=True)
 
         rebuild = run_phase("rebuild", workdir, readings, subset)
-        add_late_batch(workdir, DAYS // 2, 10_000)
+        add_late_batch(workdir, DAYS // 2, LATE_BATCH)
         incremental = run_phase("incremental", workdir, readings, subset)
         pandas = run_phase("pandas", workdir, readings, subset)
         duck = run_phase("duckdb_subset", workdir, readings, subset)
@@ -329,7 +330,7 @@ def main() -> int:
         ),
         (
             f"(b) DuckDB incremental: 1 day + {incremental['dependent'] - 1} look-back days",
-            10_000,
+            readings // DAYS + LATE_BATCH,
             incremental["seconds"],
             None,
             incremental["rss"],
