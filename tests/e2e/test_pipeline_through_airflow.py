@@ -1,0 +1,170 @@
+"""End to end through a running Airflow: real scheduler, API server, DAG processor and
+triggerer (SQLite, LocalExecutor) against the real broker of the session.
+
+A known set of readings (a heat wave, malformed records) is produced; `archive_readings`
+is triggered through the authenticated REST API; the Asset-scheduled DAGs follow; then
+the archive, the warehouse, the data-quality results and the report must agree with what
+was produced. Every wait has a timeout; on failure the task logs are printed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from include.airflow_api import AirflowClient
+from include.kafka_clients import make_producer
+from include.kafka_local import LocalBroker, free_port
+from include.services import (
+    AIRFLOW_COMPONENTS,
+    Supervisor,
+    airflow_admin_password,
+    airflow_services,
+)
+from include.settings import Settings, load_settings
+from include.simulator import SimulationConfig, generate
+from include.topics import ensure_topics
+
+pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
+
+DAG_TIMEOUT_S = 600
+
+
+@dataclass
+class RunningAirflow:
+    settings: Settings
+    client: AirflowClient
+    supervisor: Supervisor
+
+
+@pytest.fixture(scope="module")
+def airflow(
+    kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningAirflow]:
+    suffix = uuid.uuid4().hex[:8]
+    data_dir = tmp_path_factory.mktemp("e2e") / "data"
+    settings = load_settings(
+        bootstrap_servers=kafka_broker.bootstrap,
+        data_dir=data_dir,
+        topic_readings=f"e2e-readings-{suffix}",
+        topic_alerts=f"e2e-alerts-{suffix}",
+        topic_window_stats=f"e2e-window-stats-{suffix}",
+        topic_dlq=f"e2e-readings-{suffix}.dlq",
+        archive_interval_minutes=24 * 60,  # only the runs this test triggers
+    )
+    ensure_topics(settings)
+    supervisor = Supervisor(data_dir / "run")
+    port = free_port()
+    try:
+        for service in airflow_services(settings, api_port=port):
+            supervisor.start(service)
+        client = AirflowClient(
+            f"http://127.0.0.1:{port}", "admin", airflow_admin_password(settings)
+        )
+        yield RunningAirflow(settings, client, supervisor)
+    finally:
+        for name in reversed(AIRFLOW_COMPONENTS):
+            supervisor.stop(name)
+
+
+def wait_for_dags(client: AirflowClient, dag_ids: set[str], timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if dag_ids <= {dag["dag_id"] for dag in client.dags()}:
+            return
+        time.sleep(3)
+    raise AssertionError(
+        f"DAGs not parsed in {timeout_s}s; import errors: {client.import_errors()}"
+    )
+
+
+def task_logs(client: AirflowClient, dag_id: str, run_id: str) -> str:
+    parts = []
+    for task in client.task_instances(dag_id, run_id):
+        if task["state"] not in ("success", "skipped"):
+            log = client.task_log(
+                dag_id,
+                run_id,
+                task["task_id"],
+                max(task.get("try_number") or 1, 1),
+                task.get("map_index", -1),
+            )
+            parts.append(
+                f"--- {dag_id}.{task['task_id']}[{task.get('map_index')}] {task['state']}\n{log[-4000:]}"
+            )
+    return "\n".join(parts)
+
+
+def wait_for_success(client: AirflowClient, dag_id: str, after: datetime) -> dict:
+    run = client.wait_for_run(
+        dag_id,
+        lambda r: (
+            r["state"] in ("success", "failed") and datetime.fromisoformat(r["run_after"]) >= after
+        ),
+        timeout_s=DAG_TIMEOUT_S,
+    )
+    assert run["state"] == "success", task_logs(client, dag_id, run["dag_run_id"])
+    return run
+
+
+def test_readings_flow_from_kafka_through_every_dag(airflow: RunningAirflow) -> None:
+    settings, client = airflow.settings, airflow.client
+    wait_for_dags(client, {"archive_readings", "regional_stats"})
+
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    records = list(
+        generate(
+            SimulationConfig(
+                regions=4,
+                sensors_per_region=5,
+                start=start,
+                rate=0,
+                interval_s=60,
+                count=2400,
+                heat_wave="marseille",
+                heat_wave_at_s=3600,
+                heat_wave_for_s=3600,
+                malformed_ratio=0.02,
+            )
+        )
+    )
+    producer = make_producer(settings)
+    for record in records:
+        producer.send(settings.topic_readings, key=record.key, value=record.value)
+    producer.flush(timeout=60)
+    producer.close()
+    valid = [r for r in records if r.reading is not None]
+    malformed = [r for r in records if r.reading is None]
+    assert malformed, "the scenario has malformed records"
+
+    triggered_at = datetime.now(UTC) - timedelta(seconds=5)
+    client.trigger("archive_readings", logical_date=None)
+    wait_for_success(client, "archive_readings", triggered_at)
+    wait_for_success(client, "regional_stats", triggered_at)
+
+    archive = Path(settings.archive_root)
+    con = duckdb.connect()
+    archived = con.execute(
+        f"SELECT count(*), count(DISTINCT (sensor_id, ts)) FROM read_parquet('{archive}/readings/**/*.parquet', hive_partitioning=true)"
+    ).fetchone()
+    assert archived == (len(valid), len(valid))
+    rejected = con.execute(
+        f"SELECT count(*) FROM read_parquet('{archive}/rejected/**/*.parquet')"
+    ).fetchone()[0]
+    assert rejected == len(malformed)
+
+    warehouse = settings.data_dir / "warehouse" / "climatewatch.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        hot = db.execute(
+            "SELECT region, max(mean_c) FROM regional_hourly GROUP BY region ORDER BY 2 DESC LIMIT 1"
+        ).fetchone()
+        total = db.execute("SELECT sum(reading_count) FROM regional_daily").fetchone()[0]
+    assert hot[0] == "marseille" and hot[1] > 30
+    assert total == len(valid)
