@@ -493,7 +493,7 @@ def make_archive_consumer(settings: Settings) -> Any:
         max_partition_fetch_bytes=16 * 1024 * 1024,
         # At a partition's end the broker holds a fetch this long waiting for data, and
         # the next partition's offset lookup queues behind it on the same connection.
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=20,
     )
 
 
@@ -625,6 +625,7 @@ def archive_partition(
                         builder = BatchBuilder(kind, topic)
                         batch_start = position
                     if position >= end:
+                        consumer.pause(tp)  # no prefetch of what this run will not read
                         break
     finally:
         if own_consumer:
