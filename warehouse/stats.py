@@ -267,11 +267,40 @@ def _recompute_in(
     return dependent
 
 
+def _schema_fingerprint() -> str:
+    return hashlib.sha256(sql_text("schema").encode()).hexdigest()[:16]
+
+
+def _reset_if_schema_changed(con: duckdb.DuckDBPyConnection) -> bool:
+    """A warehouse made by another version of schema.sql is emptied (then rebuilt)."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if not tables:
+        return False
+    if "warehouse_schema" in tables:
+        stored = con.execute("SELECT fingerprint FROM warehouse_schema").fetchall()
+        if stored == [(_schema_fingerprint(),)]:
+            return False
+    log.warning("warehouse tables come from another version of schema.sql: rebuilding")
+    for (view,) in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+    ).fetchall():
+        con.execute(f'DROP VIEW "{view}"')
+    for table in tables:
+        con.execute(f'DROP TABLE "{table}"')
+    return True
+
+
 def _prepare(con: duckdb.DuckDBPyConnection, settings: Settings) -> bool:
+    """Schema, settings and views; True when every date must be recomputed."""
+    reset = _reset_if_schema_changed(con)
     run_sql_file(con, "schema")
+    con.execute(
+        "CREATE OR REPLACE TABLE warehouse_schema AS SELECT ? AS fingerprint",
+        [_schema_fingerprint()],
+    )
     changed = _apply_settings(con, settings)
     register_views(con, settings)
-    return changed
+    return reset or changed
 
 
 def _all_dates(

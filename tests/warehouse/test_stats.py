@@ -336,3 +336,20 @@ def test_quality_results_view_reads_the_summary_when_it_exists(
     assert rows(settings, "SELECT batch_id, unexpected_count FROM quality_results") == [
         {"batch_id": "b1", "unexpected_count": 3}
     ]
+
+
+def test_a_warehouse_from_another_schema_version_is_rebuilt(
+    settings: Settings, archive: FakeArchive
+) -> None:
+    archive.add_readings(day1_paris())
+    recompute(settings)
+    con = duckdb.connect(str(settings.warehouse_path))  # as an older ClimateWatch left it
+    try:
+        con.execute("UPDATE warehouse_schema SET fingerprint = 'older'")
+        con.execute("ALTER TABLE regional_daily DROP COLUMN anomaly_c")
+    finally:
+        con.close()
+    result = recompute(settings)
+    assert result.mode == "rebuild" and result.batches == 1
+    (row,) = rows(settings, "SELECT reading_count, anomaly_c FROM regional_daily")
+    assert row == {"reading_count": 21, "anomaly_c": None}
