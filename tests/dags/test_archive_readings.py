@@ -71,9 +71,19 @@ def test_archive_dag_archives_everything_once_through_the_kafka_connection(
     assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
     assert rejected_reasons(root) == produced.malformed
 
+    # every day closed at once: the DAG's compaction leaves one file per directory
+    files_before = len(list(Path(root).rglob("*.parquet")))
+    monkeypatch.setenv("CLIMATEWATCH_ARCHIVE_COMPACT_AFTER_MINUTES", "0")
+    _run(dag, connections)
+    directories = Counter(p.parent for p in Path(root).rglob("*.parquet"))
+    assert set(directories.values()) == {1}
+    assert sum(directories.values()) < files_before
+    assert Counter((s, ts) for s, ts, _, _ in archived_readings(root)) == produced.valid
+    assert rejected_reasons(root) == produced.malformed
+
     with create_session() as session:
         events = session.query(AssetEvent).order_by(AssetEvent.id).all()
         extras = [event.extra for event in events if event.asset.name == "climatewatch_archive"]
-    assert len(extras) == 3
+    assert len(extras) == 4
     assert extras[1]["batch_ids"] == []  # the run that found nothing new says so
     assert extras[2]["batch_ids"] and extras[2]["archive_root"] == root
