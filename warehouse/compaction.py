@@ -18,6 +18,13 @@ ledger, and survive a crash at any point. It is journaled:
 A crash before step 3 leaves the old files and the ledger as they were (the
 temporary file is removed on recovery); after the rename, recovery rolls the swap
 forward from the intent. :func:`recover` runs at the start of every compaction.
+
+Object stores cannot swap several files at once: a query that globs a directory in the
+instant between the rename and the deletes of step 3 can see a row twice. Readers that
+must never see that (the warehouse's incremental recompute) read the files the ledger
+lists. After compaction, an entry's ``files`` name the merged file with the entry's own
+row count; the merged file also holds other batches' rows, told apart by their
+``kafka_partition``/``kafka_offset`` columns.
 """
 
 from __future__ import annotations
