@@ -91,6 +91,35 @@ class TestBatchBuilder:
 
 
 @pytest.mark.unit
+def test_region_names_with_path_characters_read_back_unchanged(tmp_path: Path) -> None:
+    import duckdb
+
+    from warehouse.archive import data_path, write_parquet_atomically
+    from warehouse.ledger import filesystem_for
+
+    builder = BatchBuilder(READINGS, "t")
+    now_ms = int(datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp() * 1000)
+    for offset, region in enumerate(["São Paulo/Centro", "a=b", "100%"]):
+        value = orjson.dumps(
+            {"schema_version": 1, "sensor_id": "s", "region": region,
+             "ts": "2026-11-24T10:00:00Z", "temperature_c": 1.0}
+        )  # fmt: skip
+        builder.add(0, offset, now_ms, b"s", value)
+    fs, base = filesystem_for(str(tmp_path))
+    for dataset, day, region, table in builder.tables():
+        write_parquet_atomically(
+            fs, f"{base}/{data_path(dataset, day, region, 'f.parquet')}", [table]
+        )
+    assert len(list((tmp_path / "readings" / "date=2026-11-24").iterdir())) == 3
+    with duckdb.connect() as con:
+        regions = con.execute(
+            "SELECT region FROM read_parquet(?, hive_partitioning = true) ORDER BY region",
+            [f"{tmp_path}/readings/**/*.parquet"],
+        ).fetchall()
+    assert regions == [("100%",), ("São Paulo/Centro",), ("a=b",)]
+
+
+@pytest.mark.unit
 def test_the_ledger_next_offset_comes_from_entry_names(tmp_path: Path) -> None:
     ledger = Ledger(str(tmp_path))
     assert ledger.next_offset("t", 0) is None
