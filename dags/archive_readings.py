@@ -12,8 +12,9 @@ Every run archives the ClimateWatch topics into the Parquet archive
   `temperature-window-stats` → `window_stats/`);
 * **compaction** of closed days (no new file for `CLIMATEWATCH_ARCHIVE_COMPACT_AFTER_MINUTES`):
   their small files become one per region, the ledger stays true;
-* a **summary** of the offset ledger, which emits the `climatewatch_archive` Asset that
-  `regional_stats` and `data_quality` are scheduled on.
+* a **summary** of the offset ledger (`_summary.json` in the archive root), which
+  emits the `climatewatch_archive` Asset that `regional_stats` and `data_quality` are
+  scheduled on; its event's extra lists the new batch ids and the dates they touched.
 
 Each task reads from the archive's own offset ledger (`_ledger/` under the archive root)
 up to the partition's end offset taken when it starts, never from consumer-group
@@ -125,10 +126,10 @@ def archive_readings() -> None:
         *,
         outlet_events: Any = None,
     ) -> dict[str, Any]:
-        """Totals of the ledger and of this run; the Asset event says which batches are new."""
+        """Write the ledger summary (``_summary.json``); the Asset event names the new batches."""
         import logging
 
-        from warehouse.archive import ledger_summary
+        from warehouse.archive import write_ledger_summary
 
         settings = _archive_settings()
         results = [*readings, *speed_layer]
@@ -146,7 +147,7 @@ def archive_readings() -> None:
                 "%d record(s) were deleted by Kafka retention before they were archived",
                 run["lost"],
             )
-        summary = {"run": run, "ledger": ledger_summary(settings.archive_root)}
+        summary = write_ledger_summary(settings.archive_root, run)
         if outlet_events is not None:
             outlet_events[ARCHIVE].extra = {
                 "archive_root": settings.archive_root,

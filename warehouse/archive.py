@@ -47,7 +47,7 @@ from include.contract import (
 )
 from include.errors import ClimateWatchError
 from include.settings import Settings
-from warehouse.ledger import ArchivedFile, Ledger, LedgerEntry, filesystem_for
+from warehouse.ledger import ArchivedFile, Ledger, LedgerEntry, filesystem_for, write_atomically
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -800,6 +800,26 @@ def ledger_summary(root: str) -> dict[str, Any]:
         topic["partitions"][part] = max(topic["partitions"].get(part, 0), entry.end_offset)
     for topic in summary.values():
         topic["files"] = len(topic["files"])
+    return summary
+
+
+SUMMARY_FILE = "_summary.json"
+
+
+def write_ledger_summary(root: str, last_run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``<root>/_summary.json``: the ledger's totals per topic and the last run's.
+
+    A small document an operator (or a UI) reads instead of walking the whole ledger.
+    """
+    import json
+
+    summary = {
+        "updated_at": datetime.now(UTC).isoformat(),
+        "topics": ledger_summary(root),
+        "last_run": last_run or {},
+    }
+    fs, base = filesystem_for(root)
+    write_atomically(fs, posixpath.join(base, SUMMARY_FILE), json.dumps(summary, indent=1).encode())
     return summary
 
 

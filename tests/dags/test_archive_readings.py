@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -57,6 +58,12 @@ def test_archive_dag_archives_everything_once_through_the_kafka_connection(
     assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
     assert len(rows) == produced.valid_count
     assert rejected_reasons(root) == produced.malformed
+
+    summary = json.loads(Path(root, "_summary.json").read_text())
+    readings_topic = summary["topics"][kafka_settings.topic_readings]
+    assert readings_topic["rows"] == produced.valid_count
+    assert readings_topic["rejected"] == produced.malformed_count
+    assert summary["last_run"]["rows"] == produced.valid_count
 
     files = sorted(Path(root).rglob("*.parquet"))
     _run(dag, connections)  # again: nothing new
