@@ -129,18 +129,11 @@ def archive_readings() -> None:
         """Write the ledger summary (``_summary.json``); the Asset event names the new batches."""
         import logging
 
-        from warehouse.archive import write_ledger_summary
+        from warehouse.archive import run_totals, write_ledger_summary
 
         settings = _archive_settings()
-        results = [*readings, *speed_layer]
-        run = {
-            "rows": sum(r["rows"] for r in results),
-            "rejected": sum(r["rejected"] for r in results),
-            "lost": sum(r["lost"] for r in results),
-            "files": sum(r["files"] for r in results),
-            "batch_ids": [b for r in results for b in r["batch_ids"]],
-            "dates": sorted({d for r in results for d in r["dates"]}),
-            "compacted_files": compaction["files_before"],
+        run = run_totals([*readings, *speed_layer]) | {
+            "compacted_files": compaction["files_before"]
         }
         if run["lost"]:
             logging.getLogger(__name__).warning(

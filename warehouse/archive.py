@@ -806,6 +806,19 @@ def ledger_summary(root: str) -> dict[str, Any]:
 SUMMARY_FILE = "_summary.json"
 
 
+def run_totals(results: Iterable[PartitionResult | dict[str, Any]]) -> dict[str, Any]:
+    """Totals of one run's partition results (objects or their ``to_dict()``)."""
+    bodies = [r.to_dict() if isinstance(r, PartitionResult) else r for r in results]
+    return {
+        "rows": sum(r["rows"] for r in bodies),
+        "rejected": sum(r["rejected"] for r in bodies),
+        "lost": sum(r["lost"] for r in bodies),
+        "files": sum(r["files"] for r in bodies),
+        "batch_ids": [b for r in bodies for b in r["batch_ids"]],
+        "dates": sorted({d for r in bodies for d in r["dates"]}),
+    }
+
+
 def write_ledger_summary(root: str, last_run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``<root>/_summary.json``: the ledger's totals per topic and the last run's.
 

@@ -35,13 +35,20 @@ def archive_run(
     from rich.table import Table
 
     from include.settings import get_settings
-    from warehouse.archive import archive_topic, archived_topics
+    from warehouse.archive import (
+        archive_topic,
+        archived_topics,
+        run_totals,
+        write_ledger_summary,
+    )
     from warehouse.compaction import compact as compact_archive
 
     settings = get_settings()
     table = Table("topic", "partition", "offsets", "rows", "rejected", "lost", "files")
+    results = []
     for name in topic or archived_topics(settings):
         for result in archive_topic(settings, name, workers=workers):
+            results.append(result)
             table.add_row(
                 result.topic,
                 str(result.partition),
@@ -61,6 +68,7 @@ def archive_run(
             f"compaction: {done.files_before} files merged into {len(done.groups)}"
             + (f", {done.recovered} interrupted compaction(s) recovered" if done.recovered else "")
         )
+    write_ledger_summary(settings.archive_root, run_totals(results))
     console.print(f"archive: {settings.archive_root}")
 
 

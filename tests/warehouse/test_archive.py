@@ -324,6 +324,8 @@ def test_cli_status_shows_lag_then_run_clears_it(kafka_settings: Settings) -> No
     assert all(s.lag == 0 for s in after)
     assert sum(s.rejected for s in after) > 0
     assert "lag" in run("status")
+    summary = orjson.loads(Path(kafka_settings.archive_root, "_summary.json").read_bytes())
+    assert summary["last_run"]["rows"] == sum(s.rows for s in after)
     assert os.path.isdir(kafka_settings.archive_root)
 
 
