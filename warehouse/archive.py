@@ -536,6 +536,12 @@ def archive_partition(
             beginning = consumer.beginning_offsets([tp])[tp]
             end = consumer.end_offsets([tp])[tp]
             lost = 0
+            if next_offset is not None and next_offset > end:
+                raise ClimateWatchError(
+                    f"{topic}-p{partition}: the archive holds offsets up to {next_offset} but "
+                    f"Kafka ends at {end}: was the topic deleted and created again? Archive "
+                    "the new topic under another archive root (CLIMATEWATCH_ARCHIVE_URI)"
+                )
             if next_offset is None:
                 start = beginning
             elif next_offset < beginning:

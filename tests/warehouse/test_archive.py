@@ -374,3 +374,11 @@ def test_a_uri_root_goes_through_pyarrow_filesystems(kafka_settings: Settings) -
     assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid
     assert sum(s.rows for s in archive_status(settings)) == produced.valid_count
     assert all(e.files for e in Ledger(settings.archive_root).entries() if e.rows)
+
+
+@pytest.mark.kafka
+def test_a_ledger_ahead_of_kafka_is_refused_not_ignored(kafka_settings: Settings) -> None:
+    topic = kafka_settings.topic_readings
+    Ledger(kafka_settings.archive_root).append(LedgerEntry(topic, 0, 0, 500))
+    with pytest.raises(ClimateWatchError, match="deleted and created again"):
+        archive_partition(kafka_settings, topic, 0)
