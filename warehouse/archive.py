@@ -117,9 +117,12 @@ def data_path(dataset: str, day: str, region: str | None, name: str) -> str:
 
 
 def _batch_file_pattern(topic: str, partition: int) -> re.Pattern[str]:
-    """Data files of one partition, and their hidden temporaries."""
-    name = rf"{re.escape(topic)}-p{partition}-\d{{12}}-\d{{12}}\.parquet"
-    return re.compile(rf"^(?:{name}|\.{name}\.[0-9a-f]+\.tmp)$")
+    """Data files of one partition (groups ``start``, ``end``), and their hidden temporaries."""
+    prefix = rf"{re.escape(topic)}-p{partition}-"
+    return re.compile(
+        rf"^(?:{prefix}(?P<start>\d{{12}})-(?P<end>\d{{12}})\.parquet"
+        rf"|\.{prefix}\d{{12}}-\d{{12}}\.parquet\.[0-9a-f]+\.tmp)$"
+    )
 
 
 # --- decoding: pure functions ---------------------------------------------------------------
@@ -417,16 +420,21 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
 
 
 def remove_unrecorded_files(
-    fs: pafs.FileSystem, root: str, topic: str, partition: int, entries: list[LedgerEntry]
+    fs: pafs.FileSystem,
+    root: str,
+    topic: str,
+    partition: int,
+    recorded: Iterable[tuple[int, int]],
 ) -> list[str]:
-    """Delete this partition's data files that no ledger entry references.
+    """Delete this partition's data files whose offset range is not in the ledger.
 
     They are what a crash between the data files and the ledger entry leaves behind;
-    the batch is read again from Kafka, so keeping them would archive it twice.
+    the batch is read again from Kafka, so keeping them would archive it twice. File and
+    ledger names both carry the range: a listing of each, no file is read.
     """
     import pyarrow.fs as pafs
 
-    referenced = {f.path for entry in entries for f in entry.files}
+    ranges = set(recorded)
     pattern = _batch_file_pattern(topic, partition)
     removed = []
     for dataset in DATASETS:
@@ -434,12 +442,13 @@ def remove_unrecorded_files(
             posixpath.join(root, dataset), recursive=True, allow_not_found=True
         )
         for info in fs.get_file_info(selector):
-            if info.type != pafs.FileType.File or not pattern.match(posixpath.basename(info.path)):
+            match = pattern.match(posixpath.basename(info.path))
+            if info.type != pafs.FileType.File or match is None:
                 continue
-            relative = posixpath.relpath(info.path, root)
-            if relative not in referenced:
+            start, end = match.group("start"), match.group("end")
+            if start is None or (int(start), int(end)) not in ranges:  # temporaries: always
                 _delete_quietly(fs, info.path)
-                removed.append(relative)
+                removed.append(posixpath.relpath(info.path, root))
     if removed:
         log.warning(
             "removed %d unrecorded file(s) of %s-p%d left by an interrupted run",
@@ -536,9 +545,9 @@ def archive_partition(
     batch_records = batch_records or settings.archive_batch_records
     fs, base = filesystem_for(root)
     ledger = Ledger(root)
-    entries = ledger.entries(topic, partition)
-    removed = remove_unrecorded_files(fs, base, topic, partition, entries)
-    next_offset = max((e.end_offset for e in entries), default=None)
+    recorded = ledger.ranges(topic, partition)
+    removed = remove_unrecorded_files(fs, base, topic, partition, recorded)
+    next_offset = max((end for _, end in recorded), default=None)
 
     own_consumer = consumer is None
     if own_consumer:

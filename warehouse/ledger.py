@@ -133,8 +133,8 @@ class Ledger:
         entries.sort(key=lambda e: (e.topic, e.partition, e.start_offset))
         return entries
 
-    def next_offset(self, topic: str, partition: int) -> int | None:
-        """The first offset not yet archived, or None when nothing of it was archived.
+    def ranges(self, topic: str, partition: int) -> list[tuple[int, int]]:
+        """Offset ranges ``(start, end)`` of one partition's entries, oldest first.
 
         Read from the entries' names (``<start>-<end>.json``), not their contents: one
         listing, however long the ledger.
@@ -143,7 +143,7 @@ class Ledger:
 
         base = posixpath.join(self.root, LEDGER_DIR, topic, f"p{partition}")
         selector = pafs.FileSelector(base, allow_not_found=True)
-        ends = []
+        found = []
         for info in self.fs.get_file_info(selector):
             name = posixpath.basename(info.path)
             start, _, end = name.removesuffix(".json").partition("-")
@@ -153,7 +153,12 @@ class Ledger:
                 and start.isdigit()
                 and end.isdigit()
             ):
-                ends.append(int(end))
+                found.append((int(start), int(end)))
+        return sorted(found)
+
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The first offset not yet archived, or None when nothing of it was archived."""
+        ends = [end for _, end in self.ranges(topic, partition)]
         return max(ends) if ends else None
 
     def replace(self, old: list[LedgerEntry], new: list[LedgerEntry]) -> None:

@@ -120,6 +120,30 @@ def test_region_names_with_path_characters_read_back_unchanged(tmp_path: Path) -
 
 
 @pytest.mark.unit
+def test_only_files_of_unrecorded_ranges_and_temporaries_are_removed(tmp_path: Path) -> None:
+    from warehouse.archive import remove_unrecorded_files
+    from warehouse.ledger import filesystem_for
+
+    day = tmp_path / "readings" / "date=2026-11-24" / "region=paris"
+    day.mkdir(parents=True)
+    names = {
+        "t-p0-000000000000-000000000010.parquet": True,  # recorded
+        "t-p0-000000000010-000000000020.parquet": False,  # crash leftover
+        ".t-p0-000000000020-000000000030.parquet.0123abcd.tmp": False,  # partial write
+        "t-p1-000000000010-000000000020.parquet": True,  # another partition's
+        "t-compacted-0123456789abcdef.parquet": True,  # compaction's
+    }
+    for name in names:
+        (day / name).write_bytes(b"x")
+    fs, base = filesystem_for(str(tmp_path))
+    removed = remove_unrecorded_files(fs, base, "t", 0, [(0, 10)])
+    assert sorted(Path(r).name for r in removed) == sorted(
+        n for n, keep in names.items() if not keep
+    )
+    assert sorted(p.name for p in day.iterdir()) == sorted(n for n, keep in names.items() if keep)
+
+
+@pytest.mark.unit
 def test_the_ledger_next_offset_comes_from_entry_names(tmp_path: Path) -> None:
     ledger = Ledger(str(tmp_path))
     assert ledger.next_offset("t", 0) is None
@@ -128,6 +152,7 @@ def test_the_ledger_next_offset_comes_from_entry_names(tmp_path: Path) -> None:
     ledger.append(LedgerEntry("t", 1, 0, 99))
     (tmp_path / "_ledger" / "t" / "p0" / ".000000000025-000000000030.json.x.tmp").write_text("")
     assert ledger.next_offset("t", 0) == 25
+    assert ledger.ranges("t", 0) == [(0, 10), (10, 25)]
     assert ledger.next_offset("t", 0) == max(e.end_offset for e in ledger.entries("t", 0))
 
 
