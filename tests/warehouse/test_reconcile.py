@@ -188,3 +188,25 @@ def test_a_window_published_twice_counts_once(settings: Settings) -> None:
     recompute(settings)
     found = statuses(settings)
     assert len(found) == 8 and {r["status"] for r in found.values()} == {"agree"}
+
+
+def test_a_window_of_invalid_records_only_agrees(settings: Settings) -> None:
+    archive = FakeArchive(Path(settings.archive_root))
+    readings = on_time_readings()
+    archive.add_readings(readings)
+    empty = {
+        **speed_records(readings)[0],
+        "window_start": START + 10 * MINUTE,
+        "window_end": START + 11 * MINUTE,
+        "count": 0,
+        "mean_c": float("nan"),  # what the speed layer publishes for no valid reading
+        "min_c": None,
+        "max_c": None,
+        "sensors": 0,
+        "invalid": 5,
+    }
+    archive.add_window_stats([*speed_records(readings), empty])
+    recompute(settings)
+    found = statuses(settings)
+    assert found[("paris", START + 10 * MINUTE)]["status"] == "agree"
+    assert {r["status"] for r in found.values()} == {"agree"}

@@ -15,8 +15,15 @@ DELETE FROM reconciliation WHERE date IN (SELECT date FROM recompute_dates);
 
 INSERT INTO reconciliation BY NAME
 WITH speed AS (
-    -- a window published twice (a restarted speed layer) counts once: the newest record
-    SELECT *, epoch_us(window_end) - epoch_us(window_start) AS length_us
+    -- a window published twice (a restarted speed layer, late counts that came after it
+    -- closed) counts once: the newest record. A window of invalid records only has no
+    -- mean, min or max (NaN on the topic): NULL here, as in the batch.
+    SELECT * REPLACE (
+               nullif(mean_c, 'NaN'::DOUBLE) AS mean_c,
+               nullif(min_c, 'NaN'::DOUBLE) AS min_c,
+               nullif(max_c, 'NaN'::DOUBLE) AS max_c
+           ),
+           epoch_us(window_end) - epoch_us(window_start) AS length_us
     FROM window_stats
     WHERE date IN (SELECT date FROM recompute_dates)
     QUALIFY row_number() OVER (
