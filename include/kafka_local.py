@@ -500,7 +500,9 @@ def client_acls(settings: Settings) -> list[Any]:
     read, write, describe = ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE
     topic, group = ResourceType.TOPIC, ResourceType.GROUP
     outputs = (settings.topic_alerts, settings.topic_window_stats, settings.topic_dlq)
+    partials = settings.topic_window_partials  # the stream's own internal topic
     acls = [
+        *(allow("stream", op, topic, partials) for op in (read, write, describe)),
         allow("stream", read, topic, settings.topic_readings),
         allow("stream", describe, topic, settings.topic_readings),
         allow("stream", read, group, "climatewatch-", prefixed=True),

@@ -95,6 +95,37 @@ class Settings(BaseSettings):
         description="Retention of the readings topic in ms (-1: forever).",
     )
 
+    # --- Speed layer ------------------------------------------------------------------
+    topic_window_partials: str = Field(
+        "temperature-window-partials",
+        description="Internal topic keyed by region: per-partition partial windows and watermarks.",
+    )
+    stream_group_id: str = Field(
+        "climatewatch-alerts",
+        description="Consumer group of the stream (its merge stage adds -regions).",
+    )
+    rules_file: Path | None = Field(
+        None, description="Alert rules file (TOML; default: include/rules.toml)."
+    )
+    idle_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A caught-up partition with no reading for this long (processing time) is idle: its watermark follows the clock.",
+    )
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port of the stream's Prometheus metrics (0: off)."
+    )
+    webhook_url: str | None = Field(
+        None, description="Alerts are POSTed as JSON to this URL (Slack-compatible 'text' field)."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook call.")
+    smtp_host: str | None = Field(None, description="SMTP server for alert e-mails.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
+    alert_email_from: str = Field("climatewatch@localhost", description="Sender of alert e-mails.")
+    alert_email_to: str | None = Field(
+        None, description="Comma-separated recipients of alert e-mails (with SMTP_HOST)."
+    )
+
     # --- Local state ------------------------------------------------------------------
     data_dir: Path = Field(
         Path("data"), description="Directory for the local broker, archive, warehouse and reports."

@@ -50,6 +50,7 @@ def topic_specs(settings: Settings, brokers: int = 1) -> list[TopicSpec]:
         TopicSpec(settings.topic_alerts, settings.output_partitions, rf, dict(common)),
         TopicSpec(settings.topic_window_stats, settings.output_partitions, rf, dict(common)),
         TopicSpec(settings.topic_dlq, settings.readings_partitions, rf, readings),
+        TopicSpec(settings.topic_window_partials, settings.output_partitions, rf, readings),
     ]
 
 

@@ -59,6 +59,9 @@ def kafka_settings(kafka_broker: LocalBroker, tmp_path: Path) -> Settings:
         topic_alerts=f"temperature-alerts-{suffix}",
         topic_window_stats=f"temperature-window-stats-{suffix}",
         topic_dlq=f"temperature-data-{suffix}.dlq",
+        topic_window_partials=f"temperature-window-partials-{suffix}",
+        stream_group_id=f"climatewatch-alerts-{suffix}",
+        metrics_port=0,
         kafka_timeout_ms=5000,
     )
     ensure_topics(settings)

@@ -57,6 +57,7 @@ def airflow(
         topic_alerts=f"e2e-alerts-{suffix}",
         topic_window_stats=f"e2e-window-stats-{suffix}",
         topic_dlq=f"e2e-readings-{suffix}.dlq",
+        topic_window_partials=f"e2e-window-partials-{suffix}",
         archive_interval_minutes=24 * 60,  # only the runs this test triggers
     )
     ensure_topics(settings)

@@ -55,6 +55,7 @@ def as_role(cluster: LocalCluster, role: str, **changes: object) -> Settings:
         "topic_alerts": f"secure-alerts-{suffix}",
         "topic_window_stats": f"secure-window-stats-{suffix}",
         "topic_dlq": f"secure-readings-{suffix}.dlq",
+        "topic_window_partials": f"secure-window-partials-{suffix}",
     }
     values.update(changes)
     return load_settings(**values)

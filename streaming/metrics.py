@@ -1,0 +1,61 @@
+"""Prometheus metrics of the stream (one registry per processor, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class StreamMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "climatewatch_stream_records",
+            "Readings consumed, by outcome (valid, late, invalid).",
+            ["outcome"],
+            registry=r,
+        )
+        self.invalid = Counter(
+            "climatewatch_stream_invalid_records",
+            "Records sent to the DLQ, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "climatewatch_stream_consumer_lag",
+            "Records behind the end, per partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.open_windows = Gauge(
+            "climatewatch_stream_open_windows", "Windows open in this instance.", registry=r
+        )
+        self.windows = Counter(
+            "climatewatch_stream_windows_closed",
+            "Regional windows published, by what closed them.",
+            ["closed_by"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "climatewatch_stream_alerts",
+            "Alerts published, by rule and status.",
+            ["rule", "status"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "climatewatch_stream_notifications",
+            "Notifier deliveries, by notifier and outcome.",
+            ["notifier", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "climatewatch_stream_processing_latency_seconds",
+            "From a record's Kafka timestamp to its processing.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+
+    def serve(self, port: int) -> None:
+        """Expose /metrics on ``port`` (0: not at all)."""
+        if port:
+            start_http_server(port, registry=self.registry)

@@ -1,0 +1,482 @@
+"""The speed layer's Kafka loop: readings → partial windows → regional windows → alerts.
+
+One process runs both stages of :mod:`streaming.windowing`, each with its own consumer
+group, so any number of instances share the work:
+
+* stage 1 (group ``climatewatch-alerts``) reads ``temperature-data``; bad records go to
+  the DLQ with their original key and bytes and the reason in a header; closed partial
+  windows and the partition's watermark go to ``temperature-window-partials``, keyed by
+  region;
+* stage 2 (group ``climatewatch-alerts-regions``) reads the partials of the regions its
+  partitions hold, closes regional windows on the lowest watermark of all input
+  partitions, publishes them to ``temperature-window-stats``, runs the rules and
+  publishes alerts to ``temperature-alerts`` (key = region, ``acks=all``), then notifies.
+
+**Delivery.** Offsets are committed only after everything derived from the records is
+acknowledged (one producer flush, then the commits), and only up to the first record of
+a window that is still open. On revocation a stage commits what is safe and drops its
+state; on assignment it starts empty and re-reads from the committed offset, which
+rebuilds every open window. A crash (kill -9) therefore repeats work, never loses it:
+alert state is rebuilt from the alerts topic at start, so a repeated alert carries the
+same ``alert_id``. Silent-sensor memory starts empty after a restart (no false alarms,
+detection resumes after one silence period).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from include.contract import Reading, Rejection, format_ts, parse_reading, parse_timestamp
+from include.events import Alert, WindowStats
+from include.kafka_clients import make_consumer, make_producer
+from include.settings import Settings
+from streaming.metrics import StreamMetrics
+from streaming.notify import Notifier
+from streaming.rules import AlertTracker, RegionHistory, RulesConfig, evaluate, load_rules
+from streaming.windowing import NO_WATERMARK, ClosedWindow, Partial, PartitionWindows, RegionWindows
+
+log = logging.getLogger("climatewatch.stream")
+
+HEARTBEAT_EVERY_S = 0.5
+UNREADABLE = ("not_json", "not_utf8", "not_object", "oversized")
+
+
+def _iso(ms: int) -> str:
+    return format_ts(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+@dataclass
+class _Stage1Partition:
+    windows: PartitionWindows
+    last_record_wall: float = field(default_factory=time.monotonic)
+    last_event_ms: int = NO_WATERMARK
+    idle: bool = False
+
+
+class StreamProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RulesConfig | None = None,
+        *,
+        metrics: StreamMetrics | None = None,
+        notifier: Notifier | None = None,
+        wall_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        self.settings = settings
+        self.rules = rules or load_rules(settings.rules_file)
+        self.metrics = metrics or StreamMetrics()
+        self.notifier = notifier or Notifier(settings, self.metrics)
+        self.clock = wall_clock
+        self.stopping = threading.Event()
+        self.producer = make_producer(settings, linger_ms=5, batch_size=256 * 1024)
+        consumer_options = {
+            "max_poll_records": 5000,
+            "fetch_max_bytes": 32 * 1024 * 1024,
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 3_000,
+        }
+        self.readings = make_consumer(
+            settings, group_id=settings.stream_group_id, **consumer_options
+        )
+        self.partials = make_consumer(
+            settings, group_id=f"{settings.stream_group_id}-regions", **consumer_options
+        )
+        self.input_partitions = len(
+            self.readings.partitions_for_topic(settings.topic_readings) or ()
+        )
+        self.stage1: dict[int, _Stage1Partition] = {}
+        self.stage2 = RegionWindows(self.input_partitions)
+        self.histories: dict[str, RegionHistory] = {}
+        self.tracker = AlertTracker()
+        self.partials_partitions = sorted(
+            self.partials.partitions_for_topic(settings.topic_window_partials) or ()
+        )
+        self._last_heartbeat = 0.0
+        self._draining = False
+        self._pending_stage1: dict[int, int] = {}  # partition -> next offset, not yet committed
+        self._pending_stage2: dict[int, int] = {}
+        processor = self
+
+        class Stage1Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                processor._flush_and_commit()
+                for tp in revoked:
+                    processor.stage1.pop(tp.partition, None)
+                log.info(
+                    "readings partitions revoked",
+                    extra={"partitions": sorted(tp.partition for tp in revoked)},
+                )
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                for tp in assigned:
+                    processor.stage1[tp.partition] = _Stage1Partition(
+                        PartitionWindows(
+                            tp.partition, processor.rules.window_ms, processor.rules.lateness_ms
+                        )
+                    )
+                log.info(
+                    "readings partitions assigned",
+                    extra={"partitions": sorted(tp.partition for tp in assigned)},
+                )
+
+        class Stage2Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                processor._flush_and_commit()
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                processor.stage2 = RegionWindows(processor.input_partitions)
+                log.info(
+                    "region partitions assigned",
+                    extra={"partitions": sorted(tp.partition for tp in assigned)},
+                )
+
+        self.readings.subscribe([settings.topic_readings], listener=Stage1Listener())
+        self.partials.subscribe([settings.topic_window_partials], listener=Stage2Listener())
+
+    # --- state restored at start ---------------------------------------------------------
+    def restore_state(self, timeout_s: float = 30.0) -> int:
+        """Replay the alerts topic (who is firing) and recent window stats (rule history)."""
+        from kafka import TopicPartition
+
+        consumer = make_consumer(self.settings)
+        restored = 0
+        try:
+            for topic, keep in (
+                (self.settings.topic_window_stats, 2000),
+                (self.settings.topic_alerts, 20_000),
+            ):
+                partitions = [
+                    TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+                ]
+                if not partitions:
+                    continue
+                consumer.assign(partitions)
+                ends = consumer.end_offsets(partitions)
+                begins = consumer.beginning_offsets(partitions)
+                for tp in partitions:
+                    consumer.seek(tp, max(begins[tp], ends[tp] - keep))
+                deadline = time.monotonic() + timeout_s
+                records = []
+                while time.monotonic() < deadline and any(
+                    consumer.position(tp) < ends[tp] for tp in partitions
+                ):
+                    for batch in consumer.poll(timeout_ms=200).values():
+                        records.extend(batch)
+                records.sort(key=lambda r: r.timestamp)
+                for record in records:
+                    try:
+                        if topic == self.settings.topic_alerts:
+                            self.tracker.restore(Alert.from_json(record.value))
+                        else:
+                            stats = WindowStats.from_json(record.value)
+                            start = parse_timestamp(stats.window_start)
+                            if stats.count and not isinstance(start, Rejection):
+                                history = self.histories.setdefault(stats.region, RegionHistory())
+                                history.means.append((int(start.timestamp() * 1000), stats.mean_c))
+                        restored += 1
+                    except Exception:  # a record of another shape is not ours to judge here
+                        continue
+        finally:
+            consumer.close()
+        for history in self.histories.values():
+            ordered = sorted(set(history.means))
+            history.means.clear()
+            history.means.extend(ordered)
+        log.info("state restored", extra={"records": restored, "firing": len(self.tracker.firing)})
+        return restored
+
+    # --- stage 1 -------------------------------------------------------------------------
+    def _process_readings(self, batches: dict[Any, list[Any]]) -> int:
+        produced = 0
+        dlq, partials_topic = self.settings.topic_dlq, self.settings.topic_window_partials
+        metrics = self.metrics
+        now = self.clock()
+        for tp, records in batches.items():
+            state = self.stage1.get(tp.partition)
+            if state is None:
+                continue
+            windows = state.windows
+            valid = late = 0
+            for record in records:
+                reading = parse_reading(record.value)
+                if type(reading) is Reading:
+                    event_ms = int(reading.ts.timestamp() * 1000)
+                    if windows.add(
+                        reading.region,
+                        reading.sensor_id,
+                        event_ms,
+                        reading.temperature_c,
+                        record.offset,
+                    ):
+                        valid += 1
+                    else:
+                        late += 1
+                    if event_ms > state.last_event_ms:
+                        state.last_event_ms = event_ms
+                else:
+                    self._to_dlq(dlq, record, reading, windows)
+                    produced += 1
+            state.last_record_wall = now
+            state.idle = False
+            if records:
+                self._pending_stage1[tp.partition] = records[-1].offset + 1
+                metrics.records.labels("valid").inc(valid)
+                metrics.records.labels("late").inc(late)
+                metrics.latency.observe(max(0.0, time.time() - records[-1].timestamp / 1000))
+            for partial in windows.close_ready():
+                self.producer.send(
+                    partials_topic,
+                    key=partial.region.encode(),
+                    value=orjson.dumps(partial.to_message()),
+                )
+                produced += 1
+        return produced
+
+    def _to_dlq(
+        self, dlq: str, record: Any, rejection: Rejection, windows: PartitionWindows
+    ) -> None:
+        self.producer.send(
+            dlq,
+            key=record.key,
+            value=record.value,
+            headers=[
+                ("reason", rejection.reason.encode()),
+                ("detail", rejection.detail.encode()[:500]),
+                ("source_partition", str(record.partition).encode()),
+                ("source_offset", str(record.offset).encode()),
+            ],
+        )
+        self.metrics.records.labels("invalid").inc()
+        self.metrics.invalid.labels(rejection.reason).inc()
+        region = event_ms = None
+        if rejection.reason not in UNREADABLE:
+            try:
+                body = orjson.loads(record.value)
+                region = body.get("region") if isinstance(body.get("region"), str) else None
+                ts = parse_timestamp(body.get("ts"))
+                event_ms = None if isinstance(ts, Rejection) else int(ts.timestamp() * 1000)
+            except Exception:
+                region = event_ms = None
+        windows.add_invalid(region, event_ms, record.offset)
+
+    def _heartbeats(self, force: bool = False) -> int:
+        """Each input partition's watermark (and idleness) to every partials partition."""
+        now = self.clock()
+        if not force and now - self._last_heartbeat < HEARTBEAT_EVERY_S:
+            return 0
+        self._last_heartbeat = now
+        sent = 0
+        for partition, state in self.stage1.items():
+            self._update_idleness(partition, state, now)
+            for partial in state.windows.close_ready():  # idleness may have moved the watermark
+                self.producer.send(
+                    self.settings.topic_window_partials,
+                    key=partial.region.encode(),
+                    value=orjson.dumps(partial.to_message()),
+                )
+                sent += 1
+            message = orjson.dumps(
+                {
+                    "type": "watermark",
+                    "source": partition,
+                    "watermark_ms": state.windows.watermark_ms,
+                    "idle": state.idle,
+                }
+            )
+            for target in self.partials_partitions:
+                self.producer.send(
+                    self.settings.topic_window_partials, value=message, partition=target
+                )
+                sent += 1
+        return sent
+
+    def _update_idleness(self, partition: int, state: _Stage1Partition, now: float) -> None:
+        """Idle: caught up with the partition's end and nothing read for the idle timeout.
+        An idle partition's event clock then follows the wall clock from its last event."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(self.settings.topic_readings, partition)
+        highwater = self.readings.highwater(tp)
+        try:
+            position = self.readings.position(tp, timeout_ms=100)
+        except Exception:
+            position = None
+        caught_up = highwater is not None and position is not None and position >= highwater
+        quiet_s = now - state.last_record_wall
+        # when draining (--until-caught-up), a caught-up partition that never had a reading
+        # has nothing to wait for; a live stream gives it the idle timeout like any other
+        never_had_data = self._draining and state.last_event_ms == NO_WATERMARK
+        state.idle = caught_up and (never_had_data or quiet_s >= self.settings.idle_timeout_s)
+        if state.idle and state.last_event_ms != NO_WATERMARK:
+            state.windows.advance_to(
+                state.last_event_ms + int(quiet_s * 1000) - state.windows.lateness_ms
+            )
+
+    # --- stage 2 -------------------------------------------------------------------------
+    def _process_partials(self, batches: dict[Any, list[Any]]) -> int:
+        produced = 0
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    body = orjson.loads(record.value)
+                    if body.get("type") == "watermark":
+                        self.stage2.add_watermark(
+                            body["source"], body["watermark_ms"], body.get("idle", False)
+                        )
+                        continue
+                    update = self.stage2.add_partial(
+                        Partial.from_message(body), tp.partition, record.offset
+                    )
+                except Exception:
+                    log.exception("unreadable partial skipped", extra={"offset": record.offset})
+                    continue
+                if update is not None:
+                    produced += self._publish_window(update)
+            if records:
+                self._pending_stage2[tp.partition] = records[-1].offset + 1
+        for window in self.stage2.close_ready():
+            produced += self._publish_window(window)
+            history = self.histories.setdefault(window.region, RegionHistory())
+            for condition in evaluate(window, history, self.rules):
+                alert = self.tracker.update(condition)
+                if alert is not None:
+                    self.producer.send(
+                        self.settings.topic_alerts, key=alert.region.encode(), value=alert.to_json()
+                    )
+                    self.metrics.alerts.labels(alert.rule, alert.status).inc()
+                    self.notifier.notify(alert)
+                    produced += 1
+        self.metrics.open_windows.set(
+            len(self.stage2.open) + sum(len(s.windows.open) for s in self.stage1.values())
+        )
+        return produced
+
+    def _publish_window(self, window: ClosedWindow) -> int:
+        stats = WindowStats(
+            region=window.region,
+            window_start=_iso(window.start_ms),
+            window_end=_iso(window.end_ms),
+            count=window.count,
+            mean_c=window.mean_c if window.mean_c is not None else float("nan"),
+            min_c=window.min_c if window.min_c is not None else float("nan"),
+            max_c=window.max_c if window.max_c is not None else float("nan"),
+            sensors=len(window.sensors),
+            late=window.late,
+            invalid=window.invalid,
+            closed_by=window.closed_by,  # type: ignore[arg-type]
+            emitted_at=format_ts(datetime.now(UTC)),
+        )
+        self.producer.send(
+            self.settings.topic_window_stats, key=window.region.encode(), value=stats.to_json()
+        )
+        self.metrics.windows.labels(window.closed_by).inc()
+        return 1
+
+    # --- commits ---------------------------------------------------------------------------
+    def _flush_and_commit(self) -> None:
+        """Flush every output, then commit what is safe: never past an open window's start."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        self.producer.flush(timeout=60)
+        if self._pending_stage1:
+            commits = {}
+            for partition, next_offset in self._pending_stage1.items():
+                state = self.stage1.get(partition)
+                safe = state.windows.safe_commit_offset(next_offset) if state else next_offset
+                commits[TopicPartition(self.settings.topic_readings, partition)] = (
+                    OffsetAndMetadata(safe, "", -1)
+                )
+            self.readings.commit(commits)
+            self._pending_stage1.clear()
+        if self._pending_stage2:
+            safe = self.stage2.commit_offsets(self._pending_stage2)
+            self.partials.commit(
+                {
+                    TopicPartition(self.settings.topic_window_partials, p): OffsetAndMetadata(
+                        o, "", -1
+                    )
+                    for p, o in safe.items()
+                }
+            )
+            self._pending_stage2.clear()
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self, *, until_caught_up: bool = False, max_runtime_s: float | None = None) -> None:
+        """Process until stopped (SIGTERM/SIGINT), or until everything present at start is done."""
+        started = time.monotonic()
+        self.restore_state()
+        target_readings: dict[Any, int] | None = None
+        target_partials: dict[Any, int] | None = None
+        commit_due = time.monotonic() + 1.0
+        while not self.stopping.is_set():
+            produced = self._process_readings(self.readings.poll(timeout_ms=100))
+            produced += self._heartbeats()
+            produced += self._process_partials(self.partials.poll(timeout_ms=0 if produced else 50))
+            if time.monotonic() >= commit_due or produced > 20_000:
+                self._flush_and_commit()
+                self._export_lag()
+                commit_due = time.monotonic() + 1.0
+            if max_runtime_s is not None and time.monotonic() - started > max_runtime_s:
+                break
+            if until_caught_up:
+                assigned = self.readings.assignment()
+                if target_readings is None and assigned:
+                    target_readings = self.readings.end_offsets(list(assigned))
+                if target_readings is not None and all(
+                    self.readings.position(tp) >= end for tp, end in target_readings.items()
+                ):
+                    if target_partials is None:
+                        self._draining = True
+                        self._heartbeats(force=True)
+                        self._flush_and_commit()
+                        parts = self.partials.assignment()
+                        target_partials = self.partials.end_offsets(list(parts)) if parts else {}
+                    elif all(
+                        self.partials.position(tp) >= end for tp, end in target_partials.items()
+                    ):
+                        break
+        self.close()
+
+    def _export_lag(self) -> None:
+        for tp in self.readings.assignment():
+            highwater = self.readings.highwater(tp)
+            if highwater is not None:
+                try:
+                    self.metrics.lag.labels(str(tp.partition)).set(
+                        highwater - self.readings.position(tp)
+                    )
+                except Exception:
+                    continue
+
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    def close(self) -> None:
+        """Finish: flush, commit, leave both groups, stop the notifiers."""
+        try:
+            self._flush_and_commit()
+        finally:
+            self.readings.close()
+            self.partials.close()
+            self.producer.close(timeout=10)
+            self.notifier.close()
+        log.info("stream stopped")
+
+
+def install_signal_handlers(processor: StreamProcessor) -> None:
+    signal.signal(signal.SIGTERM, processor.stop)
+    signal.signal(signal.SIGINT, processor.stop)

@@ -1,0 +1,245 @@
+"""Alert rules as pure functions over closed windows, and the alert state machine.
+
+The rules file (``include/rules.toml`` by default) gives each rule's defaults and
+per-region overrides. :func:`evaluate` turns one closed window (and the region's recent
+history) into conditions; :class:`AlertTracker` turns conditions into alert events: one
+``firing`` per rule and region until the condition clears, then one ``resolved`` with
+the same deterministic ``alert_id`` (rule + region + the window where it started), so
+reprocessing after a crash repeats an id instead of inventing one. The backtest runs
+the same functions over archived readings.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from include.contract import format_ts
+from include.errors import ClimateWatchError
+from include.events import Alert, alert_id_for
+from streaming.windowing import ClosedWindow
+
+DEFAULT_RULES_FILE = Path(__file__).resolve().parents[1] / "include" / "rules.toml"
+RULES = ("heat", "cold", "drastic_change", "silent_sensor", "bad_data")
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    window_ms: int
+    lateness_ms: int
+    rules: dict[str, dict[str, Any]]
+    regions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def for_region(self, rule: str, region: str) -> dict[str, Any]:
+        return {**self.rules.get(rule, {}), **self.regions.get(region, {}).get(rule, {})}
+
+    @property
+    def history_windows(self) -> int:
+        return int(self.rules.get("drastic_change", {}).get("windows_back", 10))
+
+
+def load_rules(path: Path | None = None) -> RulesConfig:
+    """Read and check a rules file; a mistake names the file and the key."""
+    path = path or DEFAULT_RULES_FILE
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClimateWatchError(f"rules file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ClimateWatchError(f"rules file {path} is not valid TOML: {exc}") from None
+    windows = raw.get("windows", {})
+    rules = raw.get("rules", {})
+    unknown = set(rules) - set(RULES)
+    if unknown:
+        raise ClimateWatchError(
+            f"rules file {path}: unknown rule(s) {sorted(unknown)}; known: {list(RULES)}"
+        )
+    for region, overrides in raw.get("regions", {}).items():
+        if set(overrides) - set(RULES):
+            raise ClimateWatchError(f"rules file {path}: unknown rule in [regions.{region}]")
+    try:
+        size = float(windows.get("size_seconds", 60))
+        lateness = float(windows.get("allowed_lateness_seconds", 30))
+    except (TypeError, ValueError):
+        raise ClimateWatchError(f"rules file {path}: [windows] values must be numbers") from None
+    if size <= 0 or lateness < 0:
+        raise ClimateWatchError(
+            f"rules file {path}: size_seconds > 0 and allowed_lateness_seconds >= 0"
+        )
+    return RulesConfig(int(size * 1000), int(lateness * 1000), rules, raw.get("regions", {}))
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Whether one rule holds for one region at the end of one window."""
+
+    rule: str
+    region: str
+    active: bool
+    window_start_ms: int
+    window_end_ms: int
+    value: float | None
+    threshold: float | None
+    severity: str
+    message: str
+
+
+@dataclass
+class RegionHistory:
+    """What the rules remember of one region: recent window means and sensors' last window."""
+
+    means: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=64))
+    sensor_last_seen_ms: dict[str, int] = field(default_factory=dict)
+
+
+def _enabled(config: dict[str, Any]) -> bool:
+    return bool(config) and config.get("enabled", True)
+
+
+def evaluate(window: ClosedWindow, history: RegionHistory, rules: RulesConfig) -> list[Condition]:
+    """Conditions of every rule for one closed window; updates ``history`` afterwards."""
+    region, start, end = window.region, window.start_ms, window.end_ms
+    conditions: list[Condition] = []
+
+    def condition(
+        rule: str, active: bool, value: float | None, threshold: float | None, message: str
+    ) -> None:
+        severity = str(rules.for_region(rule, region).get("severity", "warning"))
+        conditions.append(
+            Condition(rule, region, active, start, end, value, threshold, severity, message)
+        )
+
+    mean = window.mean_c
+    heat = rules.for_region("heat", region)
+    if _enabled(heat) and mean is not None:
+        limit = float(heat["threshold_c"])
+        condition(
+            "heat",
+            mean > limit,
+            round(mean, 2),
+            limit,
+            f"mean {mean:.1f} °C above {limit:g} °C in {region}",
+        )
+    cold = rules.for_region("cold", region)
+    if _enabled(cold) and mean is not None:
+        limit = float(cold["threshold_c"])
+        condition(
+            "cold",
+            mean < limit,
+            round(mean, 2),
+            limit,
+            f"mean {mean:.1f} °C below {limit:g} °C in {region}",
+        )
+
+    change = rules.for_region("drastic_change", region)
+    if _enabled(change) and mean is not None:
+        back = int(change.get("windows_back", 10))
+        delta = float(change["delta_c"])
+        earliest = start - back * rules.window_ms
+        earlier = [m for s, m in history.means if earliest <= s < start]
+        if earlier:
+            reference = earlier[0]
+            difference = mean - reference
+            condition(
+                "drastic_change",
+                abs(difference) >= delta,
+                round(difference, 2),
+                delta,
+                f"mean changed {difference:+.1f} °C within {back * rules.window_ms // 60000} min in {region}",
+            )
+
+    for sensor in window.sensors:
+        history.sensor_last_seen_ms[sensor] = end
+    silent = rules.for_region("silent_sensor", region)
+    if _enabled(silent) and history.sensor_last_seen_ms:
+        limit_ms = float(silent["silent_seconds"]) * 1000
+        quiet = sorted(
+            s for s, seen in history.sensor_last_seen_ms.items() if end - seen >= limit_ms
+        )
+        condition(
+            "silent_sensor",
+            bool(quiet),
+            float(len(quiet)),
+            float(silent["silent_seconds"]),
+            f"{len(quiet)} sensor(s) silent for {float(silent['silent_seconds']):g} s in {region}: {', '.join(quiet[:5])}"
+            if quiet
+            else f"every sensor of {region} reports",
+        )
+
+    bad = rules.for_region("bad_data", region)
+    if _enabled(bad) and window.count + window.invalid >= int(bad.get("min_records", 10)):
+        limit = float(bad["max_invalid_share"])
+        share = window.invalid_share
+        condition(
+            "bad_data",
+            share > limit,
+            round(share, 4),
+            limit,
+            f"{share:.0%} of records invalid in {region} ({window.invalid} of {window.count + window.invalid})",
+        )
+
+    if mean is not None:
+        history.means.append((start, mean))
+    return conditions
+
+
+def _iso(ms: int) -> str:
+    return format_ts(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+class AlertTracker:
+    """One firing alert per rule and region until its condition clears."""
+
+    def __init__(self) -> None:
+        self.firing: dict[tuple[str, str], Alert] = {}
+
+    def restore(self, alert: Alert) -> None:
+        """Replay a published alert (state rebuilt from the alerts topic at start)."""
+        key = (alert.rule, alert.region)
+        if alert.status == "firing":
+            self.firing[key] = alert
+        else:
+            self.firing.pop(key, None)
+
+    def update(self, condition: Condition, now: datetime | None = None) -> Alert | None:
+        key = (condition.rule, condition.region)
+        emitted_at = format_ts(now or datetime.now(UTC))
+        current = self.firing.get(key)
+        if condition.active and current is None:
+            alert = Alert(
+                alert_id=alert_id_for(
+                    condition.rule, condition.region, _iso(condition.window_start_ms)
+                ),
+                rule=condition.rule,
+                severity=condition.severity,  # type: ignore[arg-type]
+                region=condition.region,
+                window_start=_iso(condition.window_start_ms),
+                window_end=_iso(condition.window_end_ms),
+                value=condition.value,
+                threshold=condition.threshold,
+                status="firing",
+                message=condition.message,
+                emitted_at=emitted_at,
+            )
+            self.firing[key] = alert
+            return alert
+        if not condition.active and current is not None:
+            del self.firing[key]
+            return Alert(
+                alert_id=current.alert_id,
+                rule=condition.rule,
+                severity=current.severity,
+                region=condition.region,
+                window_start=current.window_start,
+                window_end=_iso(condition.window_end_ms),
+                value=condition.value,
+                threshold=condition.threshold,
+                status="resolved",
+                message=f"resolved: {condition.message}",
+                emitted_at=emitted_at,
+            )
+        return None

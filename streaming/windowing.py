@@ -1,0 +1,311 @@
+"""Event-time tumbling windows per region, in two stages that scale with partitions.
+
+Readings are keyed by sensor, so one region's readings are spread over every partition of
+``temperature-data``, owned by different stream instances. A regional window therefore
+closes in two steps, as in Kafka Streams or Flink:
+
+1. **per input partition** (:class:`PartitionWindows`): partial aggregates per (region,
+   window) and the partition's watermark — the highest event time it has seen minus the
+   allowed lateness. A partial closes when that watermark passes the window's end; a
+   reading older than that is *late*: it is counted against its window and left to the
+   batch layer, which archives everything.
+2. **per region** (:class:`RegionWindows`, fed through a topic keyed by region): partials
+   are merged, one per source partition (so a partial re-sent after a restart replaces,
+   never adds), and a window closes when the *lowest* watermark of all input partitions
+   passes its end. Late counts that arrive after a window closed update that window's
+   record (republished), so the batch layer can explain its differences.
+
+Everything here is pure: no Kafka, no clock. Times are integer epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NO_WATERMARK = -(2**62)
+
+
+def window_start(event_ms: int, size_ms: int) -> int:
+    return event_ms - event_ms % size_ms
+
+
+@dataclass(slots=True)
+class Partial:
+    """Aggregates of one region's readings in one window, from one source partition."""
+
+    region: str
+    start_ms: int
+    end_ms: int
+    source: int
+    count: int = 0
+    total: float = 0.0
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+    sensors: set[str] = field(default_factory=set)
+    late: int = 0
+    invalid: int = 0
+    first_offset: int | None = None  # earliest input offset folded in (for safe commits)
+
+    def add(self, sensor_id: str, temperature: float, offset: int) -> None:
+        self.count += 1
+        self.total += temperature
+        if temperature < self.minimum:
+            self.minimum = temperature
+        if temperature > self.maximum:
+            self.maximum = temperature
+        self.sensors.add(sensor_id)
+        if self.first_offset is None:
+            self.first_offset = offset
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "type": "partial",
+            "region": self.region,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "source": self.source,
+            "count": self.count,
+            "total": self.total,
+            "min": self.minimum if self.count else None,
+            "max": self.maximum if self.count else None,
+            "sensors": sorted(self.sensors),
+            "late": self.late,
+            "invalid": self.invalid,
+        }
+
+    @classmethod
+    def from_message(cls, body: dict[str, Any]) -> Partial:
+        return cls(
+            region=body["region"],
+            start_ms=body["start_ms"],
+            end_ms=body["end_ms"],
+            source=body["source"],
+            count=body["count"],
+            total=body["total"],
+            minimum=body["min"] if body["min"] is not None else float("inf"),
+            maximum=body["max"] if body["max"] is not None else float("-inf"),
+            sensors=set(body["sensors"]),
+            late=body["late"],
+            invalid=body["invalid"],
+        )
+
+
+class PartitionWindows:
+    """Stage 1: the open partials and the watermark of one input partition."""
+
+    def __init__(self, partition: int, size_ms: int, lateness_ms: int) -> None:
+        self.partition = partition
+        self.size_ms = size_ms
+        self.lateness_ms = lateness_ms
+        self.max_event_ms = NO_WATERMARK
+        self.open: dict[tuple[str, int], Partial] = {}
+        self.late_partials: dict[tuple[str, int], Partial] = {}
+        self.pending_invalid = 0
+        self.last_region: str | None = None
+
+    @property
+    def watermark_ms(self) -> int:
+        if self.max_event_ms == NO_WATERMARK:
+            return NO_WATERMARK
+        return self.max_event_ms - self.lateness_ms
+
+    def add(
+        self, region: str, sensor_id: str, event_ms: int, temperature: float, offset: int
+    ) -> bool:
+        """Fold one valid reading in; False when it is late (its window already closed)."""
+        start = event_ms - event_ms % self.size_ms
+        end = start + self.size_ms
+        if end <= self.watermark_ms:
+            key = (region, start)
+            late = self.late_partials.get(key)
+            if late is None:
+                late = self.late_partials[key] = Partial(region, start, end, self.partition)
+            late.late += 1
+            return False
+        key = (region, start)
+        partial = self.open.get(key)
+        if partial is None:
+            partial = self.open[key] = Partial(region, start, end, self.partition)
+        partial.add(sensor_id, temperature, offset)
+        if event_ms > self.max_event_ms:
+            self.max_event_ms = event_ms
+        self.last_region = region
+        return True
+
+    def add_invalid(self, region: str | None, event_ms: int | None, offset: int) -> None:
+        """Count a bad record against the window it claims (or the latest one of its region)."""
+        if region is None or event_ms is None:
+            region = region or self.last_region
+            if region is None or self.max_event_ms == NO_WATERMARK:
+                self.pending_invalid += 1
+                return
+            event_ms = self.max_event_ms
+        start = event_ms - event_ms % self.size_ms
+        if start + self.size_ms <= self.watermark_ms:
+            start = self.max_event_ms - self.max_event_ms % self.size_ms
+        key = (region, start)
+        partial = self.open.get(key)
+        if partial is None:
+            partial = self.open[key] = Partial(region, start, start + self.size_ms, self.partition)
+            partial.first_offset = offset
+        partial.invalid += 1 + self.pending_invalid
+        self.pending_invalid = 0
+
+    def advance_to(self, watermark_ms: int) -> None:
+        """Move the watermark forward by other means than data (idle partitions)."""
+        target = watermark_ms + self.lateness_ms
+        if target > self.max_event_ms:
+            self.max_event_ms = target
+
+    def close_ready(self) -> list[Partial]:
+        """Partials whose window end the watermark has passed, plus late-reading counts."""
+        watermark = self.watermark_ms
+        closed = [p for key, p in self.open.items() if p.end_ms <= watermark]
+        for partial in closed:
+            del self.open[(partial.region, partial.start_ms)]
+        closed.extend(self.late_partials.values())
+        self.late_partials.clear()
+        closed.sort(key=lambda p: (p.start_ms, p.region))
+        return closed
+
+    def safe_commit_offset(self, next_offset: int) -> int:
+        """The offset to commit so that a restart re-reads every reading of an open window."""
+        firsts = [p.first_offset for p in self.open.values() if p.first_offset is not None]
+        return min([next_offset, *firsts])
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedWindow:
+    """One region's window, merged from every source partition."""
+
+    region: str
+    start_ms: int
+    end_ms: int
+    count: int
+    mean_c: float | None
+    min_c: float | None
+    max_c: float | None
+    sensors: frozenset[str]
+    late: int
+    invalid: int
+    closed_by: str
+    republished: bool = False
+
+    @property
+    def invalid_share(self) -> float:
+        total = self.count + self.invalid
+        return self.invalid / total if total else 0.0
+
+
+@dataclass
+class _RegionWindow:
+    region: str
+    start_ms: int
+    end_ms: int
+    partials: dict[int, Partial] = field(default_factory=dict)
+    late: dict[int, int] = field(default_factory=dict)
+    offsets: dict[int, int] = field(
+        default_factory=dict
+    )  # partials-topic partition -> first offset
+
+    def merge(self, closed_by: str, republished: bool = False) -> ClosedWindow:
+        parts = list(self.partials.values())
+        count = sum(p.count for p in parts)
+        sensors: set[str] = set()
+        for p in parts:
+            sensors |= p.sensors
+        return ClosedWindow(
+            region=self.region,
+            start_ms=self.start_ms,
+            end_ms=self.end_ms,
+            count=count,
+            mean_c=sum(p.total for p in parts) / count if count else None,
+            min_c=min((p.minimum for p in parts if p.count), default=None),
+            max_c=max((p.maximum for p in parts if p.count), default=None),
+            sensors=frozenset(sensors),
+            late=sum(self.late.values()),
+            invalid=sum(p.invalid for p in parts),
+            closed_by=closed_by,
+            republished=republished,
+        )
+
+
+class RegionWindows:
+    """Stage 2: partials of the regions one instance owns, closed on the lowest watermark."""
+
+    def __init__(self, input_partitions: int, keep_closed_ms: int = 6 * 3600 * 1000) -> None:
+        self.input_partitions = input_partitions
+        self.watermarks: dict[int, int] = {}
+        self.open: dict[tuple[str, int], _RegionWindow] = {}
+        self.closed: dict[tuple[str, int], _RegionWindow] = {}
+        self.keep_closed_ms = keep_closed_ms
+        self.idle_sources: set[int] = set()
+
+    @property
+    def watermark_ms(self) -> int:
+        """Lowest watermark over the input partitions that are not idle (none until every
+        partition has reported once); when all are idle, the highest one."""
+        if len(self.watermarks) < self.input_partitions:
+            return NO_WATERMARK
+        active = [w for source, w in self.watermarks.items() if source not in self.idle_sources]
+        return min(active) if active else max(self.watermarks.values())
+
+    def add_watermark(self, source: int, watermark_ms: int, idle: bool = False) -> None:
+        if watermark_ms > self.watermarks.get(source, NO_WATERMARK):
+            self.watermarks[source] = watermark_ms
+        if idle:
+            self.idle_sources.add(source)
+        else:
+            self.idle_sources.discard(source)
+
+    def add_partial(self, partial: Partial, partition: int, offset: int) -> ClosedWindow | None:
+        """Fold a partial in; returns an updated record when late counts reach a closed window."""
+        key = (partial.region, partial.start_ms)
+        if key in self.closed:
+            window = self.closed[key]
+            if partial.count == 0 and partial.late:
+                window.late[partial.source] = window.late.get(partial.source, 0) + partial.late
+                return window.merge("watermark", republished=True)
+            if partial.source in window.partials:
+                return None  # a re-sent partial of a window already published: nothing new
+            # readings of a source that was idle when the window closed: late for it
+            window.late[partial.source] = window.late.get(partial.source, 0) + partial.count
+            return window.merge("watermark", republished=True)
+        window = self.open.get(key)
+        if window is None:
+            window = self.open[key] = _RegionWindow(
+                partial.region, partial.start_ms, partial.end_ms
+            )
+        window.offsets.setdefault(partition, offset)
+        if partial.count == 0 and partial.late and not partial.invalid:
+            window.late[partial.source] = window.late.get(partial.source, 0) + partial.late
+        else:
+            window.partials[partial.source] = partial
+        return None
+
+    def close_ready(self) -> list[ClosedWindow]:
+        watermark = self.watermark_ms
+        ready = sorted(
+            (w for w in self.open.values() if w.end_ms <= watermark),
+            key=lambda w: (w.start_ms, w.region),
+        )
+        closed_by = "idle" if self.idle_sources else "watermark"
+        results = []
+        for window in ready:
+            del self.open[(window.region, window.start_ms)]
+            self.closed[(window.region, window.start_ms)] = window
+            results.append(window.merge(closed_by))
+        horizon = watermark - self.keep_closed_ms
+        for key in [k for k, w in self.closed.items() if w.end_ms < horizon]:
+            del self.closed[key]
+        return results
+
+    def commit_offsets(self, next_offsets: dict[int, int]) -> dict[int, int]:
+        """Positions to commit so a restart re-reads the partials of every open window."""
+        commits = dict(next_offsets)
+        for window in self.open.values():
+            for partition, offset in window.offsets.items():
+                if partition in commits and offset < commits[partition]:
+                    commits[partition] = offset
+        return commits

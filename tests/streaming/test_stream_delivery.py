@@ -1,0 +1,134 @@
+"""Delivery guarantees of the stream: kill -9 and restart, and two instances in one group."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from include.settings import Settings
+from include.topics import ensure_topics
+from streaming.processor import StreamProcessor
+from tests.conftest import settings_env
+from tests.streaming.helpers import alerts, produce, scenario
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+CLI = str(Path(sys.executable).with_name("climatewatch"))
+
+
+def fresh_topics(settings: Settings) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    other = settings.model_copy(
+        update={
+            "topic_readings": f"temperature-data-{suffix}",
+            "topic_alerts": f"temperature-alerts-{suffix}",
+            "topic_window_stats": f"temperature-window-stats-{suffix}",
+            "topic_dlq": f"temperature-data-{suffix}.dlq",
+            "topic_window_partials": f"temperature-window-partials-{suffix}",
+            "stream_group_id": f"climatewatch-alerts-{suffix}",
+        }
+    )
+    ensure_topics(other)
+    return other
+
+
+def eventful_scenario() -> list:
+    return scenario(
+        regions=4,
+        duration_s=90 * 60,
+        heat_wave="lyon",
+        heat_wave_at_s=900,
+        heat_wave_for_s=900,
+        drop="marseille",
+        drop_at_s=3000,
+        silent_sensor="paris-002",
+        silent_at_s=2400,
+    )
+
+
+def alert_events(settings: Settings) -> set[tuple[str, str, str]]:
+    return {(a.alert_id, a.rule, a.status) for a in alerts(settings)}
+
+
+def test_kill_9_then_restart_loses_no_alert_and_repeats_only_same_ids(
+    kafka_settings: Settings,
+) -> None:
+    records = eventful_scenario()
+    produce(kafka_settings, records)
+    StreamProcessor(kafka_settings).run(until_caught_up=True, max_runtime_s=180)
+    reference = alert_events(kafka_settings)
+    assert len(reference) >= 5
+
+    crashed = fresh_topics(kafka_settings)
+    produce(crashed, records)
+    env = settings_env(crashed)
+    stream = subprocess.Popen(
+        [CLI, "stream"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(alerts(crashed)) < 2:
+            assert time.monotonic() < deadline, "the stream published no alert before the kill"
+            assert stream.poll() is None
+            time.sleep(0.2)
+        stream.send_signal(signal.SIGKILL)
+        stream.wait(timeout=30)
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+    restarted = subprocess.run(
+        [CLI, "stream", "--until-caught-up", "--max-runtime", "180"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+
+    published = alerts(crashed)
+    assert {(a.alert_id, a.rule, a.status) for a in published} == reference
+    by_id_status: dict[tuple[str, str], set[str]] = {}
+    for alert in published:
+        by_id_status.setdefault((alert.alert_id, alert.status), set()).add(alert.window_start)
+    assert all(len(starts) == 1 for starts in by_id_status.values()), (
+        "a repeat must be the same alert"
+    )
+
+
+def test_two_instances_split_partitions_and_emit_what_one_emits(kafka_settings: Settings) -> None:
+    records = eventful_scenario()
+    produce(kafka_settings, records)
+    StreamProcessor(kafka_settings).run(until_caught_up=True, max_runtime_s=180)
+    reference = alert_events(kafka_settings)
+
+    shared = fresh_topics(kafka_settings)
+    instances = [StreamProcessor(shared), StreamProcessor(shared)]
+    threads = [threading.Thread(target=p.run, kwargs={"max_runtime_s": 240}) for p in instances]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not all(p.readings.assignment() for p in instances):
+            assert time.monotonic() < deadline, "both instances should get readings partitions"
+            time.sleep(0.2)
+        owned = [{tp.partition for tp in p.readings.assignment()} for p in instances]
+        assert (
+            owned[0].isdisjoint(owned[1]) and len(owned[0] | owned[1]) == shared.readings_partitions
+        )
+        produce(shared, records)
+        deadline = time.monotonic() + 120
+        while alert_events(shared) != reference and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        for processor in instances:
+            processor.stop()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert alert_events(shared) == reference

@@ -1,0 +1,171 @@
+"""Windows and rules as pure functions: no Kafka, no clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from include.errors import ClimateWatchError
+from streaming.rules import AlertTracker, RegionHistory, evaluate, load_rules
+from streaming.windowing import ClosedWindow, Partial, PartitionWindows, RegionWindows
+
+pytestmark = pytest.mark.unit
+
+MIN = 60_000
+RULES = load_rules()
+
+
+def closed(
+    region: str,
+    start_min: int,
+    mean: float,
+    sensors: tuple[str, ...] = ("a", "b"),
+    invalid: int = 0,
+    count: int = 12,
+) -> ClosedWindow:
+    return ClosedWindow(
+        region,
+        start_min * MIN,
+        (start_min + 1) * MIN,
+        count,
+        mean,
+        mean - 1,
+        mean + 1,
+        frozenset(sensors),
+        0,
+        invalid,
+        "watermark",
+    )
+
+
+def test_partition_window_closes_when_the_watermark_passes_its_end() -> None:
+    windows = PartitionWindows(0, size_ms=MIN, lateness_ms=30_000)
+    windows.add("lyon", "lyon-1", 10_000, 20.0, offset=0)
+    windows.add("lyon", "lyon-2", 50_000, 22.0, offset=1)
+    windows.add("lyon", "lyon-1", 80_000, 21.0, offset=2)  # watermark 50 s: first window still open
+    assert windows.close_ready() == []
+    assert windows.safe_commit_offset(3) == 0  # a restart must re-read the open window
+    windows.add("lyon", "lyon-1", 95_000, 21.0, offset=3)  # watermark 65 s > 60 s
+    [partial] = windows.close_ready()
+    assert (partial.count, partial.total, partial.minimum, partial.maximum, partial.sensors) == (
+        2,
+        42.0,
+        20.0,
+        22.0,
+        {"lyon-1", "lyon-2"},
+    )
+    assert windows.safe_commit_offset(4) == 2
+
+
+def test_out_of_order_within_lateness_counts_beyond_is_late() -> None:
+    windows = PartitionWindows(0, size_ms=MIN, lateness_ms=30_000)
+    windows.add("lyon", "s", 70_000, 20.0, offset=0)
+    assert windows.add("lyon", "s", 40_000, 10.0, offset=1)  # 30 s behind: still in its window
+    windows.add("lyon", "s", 100_000, 20.0, offset=2)  # watermark 70 s closes [0, 60)
+    assert windows.add("lyon", "s", 30_000, 10.0, offset=3) is False  # its window is closed: late
+    closed_partials = windows.close_ready()
+    counted = [p for p in closed_partials if p.count]
+    late = [p for p in closed_partials if p.late]
+    assert counted[0].count == 1 and late[0].late == 1 and late[0].start_ms == 0
+
+
+def test_regional_window_merges_sources_and_waits_for_the_lowest_watermark() -> None:
+    regions = RegionWindows(input_partitions=2)
+    a = Partial(
+        "lyon",
+        0,
+        MIN,
+        source=0,
+        count=2,
+        total=40.0,
+        minimum=19.0,
+        maximum=21.0,
+        sensors={"x", "y"},
+    )
+    b = Partial(
+        "lyon", 0, MIN, source=1, count=1, total=30.0, minimum=30.0, maximum=30.0, sensors={"z"}
+    )
+    regions.add_partial(a, partition=0, offset=5)
+    regions.add_partial(b, partition=0, offset=6)
+    regions.add_partial(a, partition=0, offset=7)  # re-sent after a restart: replaces, not adds
+    regions.add_watermark(0, 2 * MIN)
+    assert regions.close_ready() == []  # source 1 has not reported
+    assert regions.commit_offsets({0: 8}) == {0: 5}
+    regions.add_watermark(1, MIN)
+    [window] = regions.close_ready()
+    assert (window.count, window.mean_c, window.min_c, window.max_c, len(window.sensors)) == (
+        3,
+        70 / 3,
+        19.0,
+        30.0,
+        3,
+    )
+    late = Partial("lyon", 0, MIN, source=1, late=2)
+    update = regions.add_partial(late, partition=0, offset=9)
+    assert update is not None and update.late == 2 and update.republished
+
+
+def test_idle_sources_do_not_hold_back_the_watermark() -> None:
+    regions = RegionWindows(input_partitions=3)
+    regions.add_watermark(0, 5 * MIN)
+    regions.add_watermark(1, 4 * MIN)
+    regions.add_watermark(2, -1, idle=True)
+    assert regions.watermark_ms == 4 * MIN
+
+
+def test_heat_fires_once_then_resolves_with_the_same_id() -> None:
+    history, tracker = RegionHistory(), AlertTracker()
+    events = []
+    for minute, mean in enumerate([25, 31, 33, 32, 28, 27]):
+        for condition in evaluate(closed("lyon", minute, mean), history, RULES):
+            if condition.rule == "heat" and (alert := tracker.update(condition)):
+                events.append(alert)
+    assert [(a.status, a.window_start) for a in events] == [
+        ("firing", "1970-01-01T00:01:00.000Z"),
+        ("resolved", "1970-01-01T00:01:00.000Z"),
+    ]
+    assert events[0].alert_id == events[1].alert_id
+
+
+def test_per_region_override_raises_the_heat_limit() -> None:
+    conditions = evaluate(closed("dakar", 0, 35.0), RegionHistory(), RULES)
+    heat = next(c for c in conditions if c.rule == "heat")
+    assert heat.threshold == 38.0 and not heat.active
+
+
+def test_drastic_change_compares_with_n_windows_earlier() -> None:
+    history = RegionHistory()
+    for minute in range(5):
+        evaluate(closed("paris", minute, 12.0), history, RULES)
+    change = next(
+        c for c in evaluate(closed("paris", 5, 3.0), history, RULES) if c.rule == "drastic_change"
+    )
+    assert change.active and change.value == -9.0
+
+
+def test_silent_sensor_after_its_silence_period() -> None:
+    history = RegionHistory()
+    evaluate(closed("nice", 0, 15.0, sensors=("nice-1", "nice-2")), history, RULES)
+    for minute in range(1, 6):
+        conditions = evaluate(closed("nice", minute, 15.0, sensors=("nice-1",)), history, RULES)
+    silent = next(c for c in conditions if c.rule == "silent_sensor")
+    assert silent.active and "nice-2" in silent.message
+
+
+def test_bad_data_share() -> None:
+    bad = next(
+        c
+        for c in evaluate(closed("brest", 0, 10.0, invalid=5, count=10), RegionHistory(), RULES)
+        if c.rule == "bad_data"
+    )
+    assert bad.active and bad.value == round(5 / 15, 4)
+
+
+def test_rules_file_errors_name_the_problem(tmp_path: Path) -> None:
+    broken = tmp_path / "rules.toml"
+    broken.write_text("[rules.hot]\nthreshold_c = 1\n")
+    with pytest.raises(ClimateWatchError, match=r"unknown rule\(s\) \['hot'\]"):
+        load_rules(broken)
+    with pytest.raises(ClimateWatchError, match="rules file not found"):
+        load_rules(tmp_path / "missing.toml")
