@@ -36,6 +36,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(__import__("warehouse.archive_cli").archive_cli.archive_app, name="archive")
 app.add_typer(__import__("warehouse.stats_cli").stats_cli.warehouse_app, name="warehouse")
 app.command("sql")(__import__("warehouse.stats_cli").stats_cli.sql_command)
+app.command("backtest")(__import__("warehouse.stats_cli").stats_cli.backtest_command)
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -229,3 +229,60 @@ def _print_table(result: Any, max_rows: int, output: Path | None) -> None:
         target = Console(file=handle, width=10_000)
         target.print(table)
         target.print(note, style="dim")
+
+
+def backtest_command(
+    date_from: Annotated[str, typer.Option("--from", help="First event date, YYYY-MM-DD (UTC).")],
+    date_to: Annotated[str, typer.Option("--to", help="Last event date, YYYY-MM-DD (UTC).")],
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Rules file (TOML) to try (default: include/rules.toml)."),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Run the speed layer's alert rules over archived readings: which alerts would have fired."""
+    from warehouse.backtest import backtest
+
+    if output_format not in ("table", "json"):
+        raise ClimateWatchError(f"--format must be table or json, not {output_format!r}")
+    result = backtest(get_settings(), rules, date_from, date_to)
+    if output_format == "json":
+        rows = [alert.to_json() for alert in result.alerts]
+        _write(None, b"[" + b",".join(rows) + b"]\n")
+        return
+    from rich.table import Table
+
+    table = Table(
+        "window start",
+        "status",
+        "rule",
+        "severity",
+        "region",
+        "value",
+        "threshold",
+        "message",
+        title=f"backtest {date_from} .. {date_to}",
+    )
+    for alert in result.alerts:
+        table.add_row(
+            alert.window_start,
+            alert.status,
+            alert.rule,
+            alert.severity,
+            alert.region,
+            "" if alert.value is None else f"{alert.value:g}",
+            "" if alert.threshold is None else f"{alert.threshold:g}",
+            alert.message,
+        )
+    if result.alerts:
+        console.print(table)
+    firing = result.firing_by_rule()
+    console.print(
+        f"{result.windows} window(s), {result.readings} reading(s): "
+        + (
+            ", ".join(f"{rule} {n}" for rule, n in sorted(firing.items()))
+            + " alert(s) would have fired"
+            if firing
+            else "no alert would have fired"
+        )
+    )
