@@ -25,7 +25,7 @@ from warehouse.stats import recompute
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
-QUERY_SECONDS = 8.0
+QUERY_SECONDS = 10.0
 
 READER = """
 import json, sys, time
