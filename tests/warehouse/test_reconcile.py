@@ -210,3 +210,66 @@ def test_a_window_of_invalid_records_only_agrees(settings: Settings) -> None:
     found = statuses(settings)
     assert found[("paris", START + 10 * MINUTE)]["status"] == "agree"
     assert {r["status"] for r in found.values()} == {"agree"}
+
+
+def test_the_speed_layers_own_windows_reconcile(settings: Settings) -> None:
+    """Windows made by streaming.windowing itself (the stream's pure code), late one included."""
+    from streaming.windowing import PartitionWindows, RegionWindows
+
+    stage1 = PartitionWindows(partition=0, size_ms=60_000, lateness_ms=30_000)
+    stage2 = RegionWindows(input_partitions=1)
+    published = []
+
+    def arrive(sensor: str, ts: datetime, temperature: float, offset: int) -> None:
+        stage1.add("paris", sensor, int(ts.timestamp() * 1000), temperature, offset)
+        for partial in stage1.close_ready():
+            update = stage2.add_partial(partial, 0, offset)
+            if update is not None:  # late counts reaching a closed window: republished
+                published.append(update)
+        stage2.add_watermark(0, stage1.watermark_ms)
+        published.extend(stage2.close_ready())
+
+    readings = [
+        (sensor, "paris", START + timedelta(minutes=minute, seconds=second), 10.0 + minute)
+        for minute in range(7)
+        for second in (0, 20, 40)
+        for sensor in ("paris-s1", "paris-s2")
+    ]
+    late = ("paris-s3", "paris", START + MINUTE + timedelta(seconds=50), 30.0)
+    arrival = [*readings[:30], late, *readings[30:]]  # arrives when minute 5 is under way
+    for offset, (sensor, _, ts, temperature) in enumerate(arrival):
+        arrive(sensor, ts, temperature, offset)
+    assert any(w.republished and w.late == 1 for w in published)
+
+    archive = FakeArchive(Path(settings.archive_root))
+    archive.add_readings(arrival)
+    archive.add_window_stats(
+        [
+            {
+                "region": w.region,
+                "window_start": datetime.fromtimestamp(w.start_ms / 1000, UTC),
+                "window_end": datetime.fromtimestamp(w.end_ms / 1000, UTC),
+                "count": w.count,
+                "mean_c": w.mean_c,
+                "min_c": w.min_c,
+                "max_c": w.max_c,
+                "sensors": len(w.sensors),
+                "late": w.late,
+                "invalid": w.invalid,
+                "closed_by": w.closed_by,
+                "emitted_at": START + timedelta(hours=1, seconds=i),  # publication order
+            }
+            for i, w in enumerate(published)
+        ]
+    )
+    recompute(settings)
+    found = statuses(settings)
+    assert len(found) == len({(w.region, w.start_ms) for w in published}) >= 5
+    window1 = found[("paris", START + MINUTE)]
+    assert (window1["status"], window1["count_diff"], window1["late"]) == (
+        "explained_by_late",
+        1,
+        1,
+    )
+    others = [r["status"] for k, r in found.items() if k != ("paris", START + MINUTE)]
+    assert set(others) == {"agree"}
