@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from include.errors import ClimateWatchError
-from include.settings import describe_settings, get_settings
+from include.settings import Settings, describe_settings, get_settings
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kafka(\..*)?")
 
@@ -35,6 +35,8 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(__import__("warehouse.archive_cli").archive_cli.archive_app, name="archive")
 app.add_typer(__import__("warehouse.stats_cli").stats_cli.warehouse_app, name="warehouse")
+app.command("stream")(__import__("streaming.cli").cli.stream)
+app.add_typer(__import__("streaming.cli").cli.alerts_app, name="alerts")
 app.command("sql")(__import__("warehouse.stats_cli").stats_cli.sql_command)
 app.command("backtest")(__import__("warehouse.stats_cli").stats_cli.backtest_command)
 
@@ -312,6 +314,86 @@ def replay(
         raise typer.Exit(1)
 
 
+# --- the local stack ---------------------------------------------------------------------------
+@app.command("up")
+def up(
+    simulate: Annotated[
+        bool, typer.Option(help="Also run the simulator (heat wave, some bad records).")
+    ] = False,
+    rate: Annotated[float, typer.Option(help="Simulator readings per second.")] = 50.0,
+    api_port: Annotated[int, typer.Option(help="Port of the Airflow API server and UI.")] = 8080,
+) -> None:
+    """Start the local stack for long-running use: Kafka, Airflow 3, the stream (and simulator)."""
+    from include.services import Supervisor, airflow_admin_password, stack_services
+
+    settings = get_settings()
+    _start_kafka_and_topics(settings)
+    supervisor = Supervisor(settings.data_dir / "run")
+    for service in stack_services(settings, api_port=api_port, simulate=simulate, rate=rate):
+        outcome = supervisor.start(service)
+        console.print(f"{service.name:<24} {outcome:<16} log {supervisor.log_file(service.name)}")
+    console.print(
+        f"Airflow UI: http://127.0.0.1:{api_port}  (user admin, password {airflow_admin_password(settings)})"
+    )
+    console.print("'climatewatch ps' shows what runs, 'climatewatch down' stops it all")
+
+
+@app.command("down")
+def down() -> None:
+    """Stop every process 'up' started, in reverse order, then the local Kafka."""
+    from include.kafka_local import LocalCluster
+    from include.services import STACK_ORDER, Supervisor
+
+    settings = get_settings()
+    supervisor = Supervisor(settings.data_dir / "run")
+    for name in reversed(STACK_ORDER):
+        outcome = supervisor.stop(name)
+        if outcome == "stopped":
+            console.print(f"{name:<24} stopped")
+    outcome = LocalCluster.from_settings(settings).stop()
+    console.print("Kafka broker stopped" if outcome == "stopped" else "Kafka broker is not running")
+
+
+@app.command("ps")
+def ps() -> None:
+    """What of the local stack runs: pid, state and log file of each process."""
+    from rich.table import Table
+
+    from include.kafka_local import LocalCluster
+    from include.services import STACK_ORDER, Supervisor
+
+    settings = get_settings()
+    table = Table("process", "pid", "state", "log")
+    for node, status in enumerate(LocalCluster.from_settings(settings).status(), start=1):
+        state = (
+            "running"
+            if status.running and status.answering
+            else ("starting" if status.running else "stopped")
+        )
+        table.add_row(f"kafka-{node}", str(status.pid or ""), state, str(settings.kafka_state_dir))
+    for service in Supervisor(settings.data_dir / "run").states(list(STACK_ORDER)):
+        table.add_row(
+            service.name,
+            str(service.pid or ""),
+            "running" if service.running else "stopped",
+            str(service.log),
+        )
+    console.print(table)
+
+
+def _start_kafka_and_topics(settings: Settings) -> None:
+    from include.kafka_local import LocalCluster, fetch_jars
+    from include.topics import ensure_topics
+
+    fetch_jars(settings)
+    cluster = LocalCluster.from_settings(settings)
+    outcome = cluster.start()
+    console.print(f"{'kafka':<24} {outcome:<16} {cluster.bootstrap}")
+    for result in ensure_topics(settings):
+        if result.state != "exists":
+            console.print(f"{'topic ' + result.name:<24} {result.state:<16} {result.detail}")
+
+
 # --- the demo ------------------------------------------------------------------------------
 @app.command("demo")
 def demo(
@@ -319,12 +401,19 @@ def demo(
     regions: Annotated[int, typer.Option(help="Number of regions.")] = 10,
     sensors: Annotated[int, typer.Option(help="Sensors per region.")] = 5,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    api_port: Annotated[int, typer.Option(help="Port of the Airflow API server and UI.")] = 8080,
 ) -> None:
-    """Run ClimateWatch on embedded defaults until Ctrl-C."""
+    """Run the whole of ClimateWatch on embedded defaults until Ctrl-C."""
     from include.demo import run_demo
 
     run_demo(
-        get_settings(), console, rate=rate, regions=regions, sensors=sensors, duration_s=duration
+        get_settings(),
+        console,
+        rate=rate,
+        regions=regions,
+        sensors=sensors,
+        duration_s=duration,
+        api_port=api_port,
     )
 
 
