@@ -68,6 +68,9 @@ class WindowStats:
     invalid: int
     closed_by: Literal["watermark", "idle"]
     emitted_at: str
+    # The sensors that reported in the window: lets a restarted stream rebuild which
+    # sensors it knows (silent-sensor rule). Not archived; `sensors` is their count.
+    sensor_ids: list[str] | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))

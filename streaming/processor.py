@@ -100,6 +100,9 @@ class StreamProcessor:
         self.stage1: dict[int, _Stage1Partition] = {}
         self.stage2 = RegionWindows(self.input_partitions)
         self.histories: dict[str, RegionHistory] = {}
+        # rules already ran up to here (per region): windows re-closed after a restart are
+        # republished, but never evaluated twice
+        self.evaluated_until: dict[str, int] = {}
         self.tracker = AlertTracker()
         self.partials_partitions = sorted(
             self.partials.partitions_for_topic(settings.topic_window_partials) or ()
@@ -183,14 +186,24 @@ class StreamProcessor:
                         else:
                             stats = WindowStats.from_json(record.value)
                             start = parse_timestamp(stats.window_start)
-                            if stats.count and not isinstance(start, Rejection):
-                                history = self.histories.setdefault(stats.region, RegionHistory())
+                            end = parse_timestamp(stats.window_end)
+                            if isinstance(start, Rejection) or isinstance(end, Rejection):
+                                continue
+                            history = self.histories.setdefault(stats.region, RegionHistory())
+                            if stats.count:
                                 history.means.append((int(start.timestamp() * 1000), stats.mean_c))
+                            end_ms = int(end.timestamp() * 1000)
+                            if end_ms > self.evaluated_until.get(stats.region, NO_WATERMARK):
+                                self.evaluated_until[stats.region] = end_ms
+                            for sensor in stats.sensor_ids or ():
+                                if end_ms > history.sensor_last_seen_ms.get(sensor, end_ms - 1):
+                                    history.sensor_last_seen_ms[sensor] = end_ms
                         restored += 1
                     except Exception:  # a record of another shape is not ours to judge here
                         continue
         finally:
             consumer.close()
+        self.tracker.seed(self.histories, self.rules)
         for history in self.histories.values():
             ordered = sorted(set(history.means))
             history.means.clear()
@@ -201,7 +214,7 @@ class StreamProcessor:
     # --- stage 1 -------------------------------------------------------------------------
     def _process_readings(self, batches: dict[Any, list[Any]]) -> int:
         produced = 0
-        dlq, partials_topic = self.settings.topic_dlq, self.settings.topic_window_partials
+        dlq = self.settings.topic_dlq
         metrics = self.metrics
         now = self.clock()
         for tp, records in batches.items():
@@ -236,14 +249,21 @@ class StreamProcessor:
                 metrics.records.labels("valid").inc(valid)
                 metrics.records.labels("late").inc(late)
                 metrics.latency.observe(max(0.0, time.time() - records[-1].timestamp / 1000))
-            for partial in windows.close_ready():
-                self.producer.send(
-                    partials_topic,
-                    key=partial.region.encode(),
-                    value=orjson.dumps(partial.to_message()),
-                )
-                produced += 1
+            produced += self._send_partials(windows.close_ready())
         return produced
+
+    def _send_partials(self, partials: list[Partial]) -> int:
+        """One message per region (its partials in order), keyed by region like each partial."""
+        by_region: dict[str, list[dict[str, Any]]] = {}
+        for partial in partials:
+            by_region.setdefault(partial.region, []).append(partial.to_message())
+        for region, items in by_region.items():
+            self.producer.send(
+                self.settings.topic_window_partials,
+                key=region.encode(),
+                value=orjson.dumps({"type": "partials", "items": items}),
+            )
+        return len(by_region)
 
     def _to_dlq(
         self, dlq: str, record: Any, rejection: Rejection, windows: PartitionWindows
@@ -281,13 +301,7 @@ class StreamProcessor:
         sent = 0
         for partition, state in self.stage1.items():
             self._update_idleness(partition, state, now)
-            for partial in state.windows.close_ready():  # idleness may have moved the watermark
-                self.producer.send(
-                    self.settings.topic_window_partials,
-                    key=partial.region.encode(),
-                    value=orjson.dumps(partial.to_message()),
-                )
-                sent += 1
+            sent += self._send_partials(state.windows.close_ready())  # idleness moves watermarks
             message = orjson.dumps(
                 {
                     "type": "watermark",
@@ -337,18 +351,21 @@ class StreamProcessor:
                             body["source"], body["watermark_ms"], body.get("idle", False)
                         )
                         continue
-                    update = self.stage2.add_partial(
-                        Partial.from_message(body), tp.partition, record.offset
-                    )
+                    partials = [Partial.from_message(item) for item in body["items"]]
                 except Exception:
-                    log.exception("unreadable partial skipped", extra={"offset": record.offset})
+                    log.exception("unreadable partials skipped", extra={"offset": record.offset})
                     continue
-                if update is not None:
-                    produced += self._publish_window(update)
+                for partial in partials:
+                    update = self.stage2.add_partial(partial, tp.partition, record.offset)
+                    if update is not None:
+                        produced += self._publish_window(update)
             if records:
                 self._pending_stage2[tp.partition] = records[-1].offset + 1
         for window in self.stage2.close_ready():
             produced += self._publish_window(window)
+            if window.end_ms <= self.evaluated_until.get(window.region, NO_WATERMARK):
+                continue
+            self.evaluated_until[window.region] = window.end_ms
             history = self.histories.setdefault(window.region, RegionHistory())
             for condition in evaluate(window, history, self.rules):
                 alert = self.tracker.update(condition)
@@ -378,6 +395,7 @@ class StreamProcessor:
             invalid=window.invalid,
             closed_by=window.closed_by,  # type: ignore[arg-type]
             emitted_at=format_ts(datetime.now(UTC)),
+            sensor_ids=sorted(window.sensors),
         )
         self.producer.send(
             self.settings.topic_window_stats, key=window.region.encode(), value=stats.to_json()
@@ -425,7 +443,11 @@ class StreamProcessor:
         while not self.stopping.is_set():
             produced = self._process_readings(self.readings.poll(timeout_ms=100))
             produced += self._heartbeats()
-            produced += self._process_partials(self.partials.poll(timeout_ms=0 if produced else 50))
+            # a consumer that is (re)joining its group needs real poll time to finish the join
+            joined = bool(self.partials.assignment())
+            produced += self._process_partials(
+                self.partials.poll(timeout_ms=0 if produced and joined else 100)
+            )
             if time.monotonic() >= commit_due or produced > 20_000:
                 self._flush_and_commit()
                 self._export_lag()
@@ -439,13 +461,13 @@ class StreamProcessor:
                 if target_readings is not None and all(
                     self.readings.position(tp) >= end for tp, end in target_readings.items()
                 ):
-                    if target_partials is None:
+                    parts = self.partials.assignment()
+                    if target_partials is None and parts:  # stage 2 may still be joining
                         self._draining = True
                         self._heartbeats(force=True)
                         self._flush_and_commit()
-                        parts = self.partials.assignment()
-                        target_partials = self.partials.end_offsets(list(parts)) if parts else {}
-                    elif all(
+                        target_partials = self.partials.end_offsets(list(parts))
+                    elif target_partials is not None and all(
                         self.partials.position(tp) >= end for tp, end in target_partials.items()
                     ):
                         break

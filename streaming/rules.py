@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.contract import format_ts
+from include.contract import format_ts, parse_timestamp
 from include.errors import ClimateWatchError
 from include.events import Alert, alert_id_for
 from streaming.windowing import ClosedWindow
@@ -204,6 +204,20 @@ class AlertTracker:
             self.firing[key] = alert
         else:
             self.firing.pop(key, None)
+
+    def seed(self, histories: dict[str, RegionHistory], rules: RulesConfig) -> None:
+        """After a restart, remember the sensors a firing silent-sensor alert names, so the
+        alert does not 'resolve' merely because the restarted stream never saw them."""
+        for (rule, region), alert in self.firing.items():
+            if rule != "silent_sensor" or ": " not in alert.message:
+                continue
+            limit_ms = int(float(rules.for_region(rule, region)["silent_seconds"]) * 1000)
+            ended = parse_timestamp(alert.window_end)
+            if isinstance(ended, datetime):
+                seen = int(ended.timestamp() * 1000) - limit_ms
+                history = histories.setdefault(region, RegionHistory())
+                for sensor in alert.message.rsplit(": ", 1)[1].split(", "):
+                    history.sensor_last_seen_ms.setdefault(sensor, seen)
 
     def update(self, condition: Condition, now: datetime | None = None) -> Alert | None:
         key = (condition.rule, condition.region)

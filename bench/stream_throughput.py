@@ -1,0 +1,233 @@
+"""Stream throughput: the ClimateWatch stream against a bare consume loop and Quix Streams.
+
+Preloads readings (1,000 sensors, 20 regions, 6 partitions) into a broker of its own,
+then measures in the same run, on the same data from offset 0 to the end:
+  (a) a bare kafka-python loop that consumes and JSON-decodes (orjson),
+  (b) the ClimateWatch stream (validation, two-stage windows, rules, outputs, commits),
+  (c) the same windowed mean per region with Quix Streams (a peer library; it lives in
+      its own virtualenv, bench/.venv-quix, because it pins Airflow's dependencies lower).
+Prints the rates and the ratios b/a and b/c.  --quick: 100,000 readings; --no-quix skips (c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import venv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from include.kafka_clients import make_consumer, make_producer
+from include.kafka_local import LocalBroker, fetch_jars, free_port
+from include.settings import load_settings
+from include.simulator import SimulationConfig, generate
+from include.topics import ensure_topics
+
+QUIX_VENV = Path(__file__).resolve().parent / ".venv-quix"
+QUIX_VERSION = "3.28.1"
+
+QUIX_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import timedelta
+    from quixstreams import Application
+    from quixstreams.dataframe.windows import Mean
+
+    bootstrap, topic_name, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    app = Application(broker_address=bootstrap, consumer_group="bench-quix", auto_offset_reset="earliest",
+                      loglevel="WARNING", state_dir=sys.argv[4])
+    seen = [0]
+    started = [None]
+
+    def event_time(value, headers, timestamp, timestamp_type):
+        return value["_ms"]
+
+    topic = app.topic(topic_name, value_deserializer="json", timestamp_extractor=event_time)
+    sdf = app.dataframe(topic)
+
+    def count(value):
+        if started[0] is None:
+            started[0] = time.perf_counter()
+        seen[0] += 1
+        if seen[0] >= total:
+            print(f"QUIX {seen[0]} {time.perf_counter() - started[0]:.3f}", flush=True)
+            app.stop()
+        return value
+
+    sdf = sdf.update(count)
+    sdf = sdf.group_by("region")
+    sdf = sdf.tumbling_window(timedelta(minutes=1), grace_ms=30_000).agg(mean=Mean("temperature_c")).final()
+    app.run()
+    """
+)
+
+
+def preload(settings, total: int) -> None:
+    start = datetime.now(UTC) - timedelta(days=2)
+    config = SimulationConfig(
+        regions=20, sensors_per_region=50, start=start, rate=0, interval_s=60, count=total
+    )
+    producer = make_producer(settings, linger_ms=20, batch_size=512 * 1024)
+    for record in generate(config):
+        producer.send(settings.topic_readings, key=record.key, value=record.value)
+    producer.flush(timeout=300)
+    producer.close()
+
+
+def bare_loop(settings, total: int) -> float:
+    import orjson
+    from kafka import TopicPartition
+
+    consumer = make_consumer(
+        settings,
+        max_poll_records=5000,
+        fetch_max_bytes=32 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    partitions = [
+        TopicPartition(settings.topic_readings, p) for p in range(settings.readings_partitions)
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    seen = 0
+    started = time.perf_counter()
+    while seen < total:
+        for batch in consumer.poll(timeout_ms=500).values():
+            for record in batch:
+                orjson.loads(record.value)
+            seen += len(batch)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return total / elapsed
+
+
+def climatewatch_stream(settings, total: int) -> float:
+    from streaming.processor import StreamProcessor
+
+    processor = StreamProcessor(settings)
+    started = time.perf_counter()
+    processor.run(until_caught_up=True)
+    elapsed = time.perf_counter() - started
+    return total / elapsed
+
+
+def quix(settings, total: int) -> float | str:
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {QUIX_VENV} with quixstreams {QUIX_VERSION} (once) …", flush=True)
+        venv.create(QUIX_VENV, with_pip=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}", "orjson"],
+            capture_output=True,
+            text=True,
+        )
+        if install.returncode:
+            return f"not run: pip install quixstreams failed ({install.stderr.strip().splitlines()[-1:]})"
+    # Quix reads the event time from the value: give it a copy of the data with epoch ms
+    import orjson
+    from kafka import TopicPartition
+
+    topic = settings.topic_readings + "-quix"
+    ensure_topics(settings.model_copy(update={"topic_readings": topic}))
+    consumer = make_consumer(settings)
+    partitions = [
+        TopicPartition(settings.topic_readings, p) for p in range(settings.readings_partitions)
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    producer = make_producer(settings, linger_ms=20, batch_size=512 * 1024)
+    copied = 0
+    while copied < total:
+        for tp, batch in consumer.poll(timeout_ms=500).items():
+            for record in batch:
+                body = orjson.loads(record.value)
+                body["_ms"] = int(datetime.fromisoformat(body["ts"]).timestamp() * 1000)
+                producer.send(
+                    topic, key=record.key, value=orjson.dumps(body), partition=tp.partition
+                )
+            copied += len(batch)
+    producer.flush(timeout=300)
+    consumer.close()
+    with tempfile.TemporaryDirectory() as state_dir:
+        run = subprocess.run(
+            [
+                str(python),
+                "-c",
+                QUIX_SCRIPT,
+                settings.bootstrap_servers,
+                topic,
+                str(total),
+                state_dir,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    for line in run.stdout.splitlines():
+        if line.startswith("QUIX "):
+            _, seen, elapsed = line.split()
+            return int(seen) / float(elapsed)
+    return f"not run: {(run.stderr or run.stdout).strip().splitlines()[-1:] or run.returncode}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-quix", action="store_true")
+    parser.add_argument("--readings", type=int)
+    args = parser.parse_args()
+    total = args.readings or (100_000 if args.quick else 1_000_000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = LocalBroker(
+            Path(tmp) / "kafka",
+            jars=fetch_jars(load_settings()),
+            port=free_port(),
+            controller_port=free_port(),
+            heap="1g",
+        )
+        broker.start(die_with_parent=True)
+        try:
+            settings = load_settings(
+                bootstrap_servers=broker.bootstrap,
+                data_dir=Path(tmp) / "data",
+                metrics_port=0,
+                idle_timeout_s=5,
+            )
+            ensure_topics(settings)
+            t0 = time.perf_counter()
+            preload(settings, total)
+            print(f"preloaded {total:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)
+            a = bare_loop(settings, total)
+            b = climatewatch_stream(settings, total)
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            c = "skipped (--no-quix)" if args.no_quix else quix(settings, total)
+        finally:
+            broker.stop()
+
+    print()
+    print(
+        f"| stream throughput, {total:,} readings, 6 partitions, 1,000 sensors, 20 regions | readings/s |"
+    )
+    print("|---|---|")
+    print(f"| (a) bare kafka-python consume + orjson decode | {a:,.0f} |")
+    print(f"| (b) ClimateWatch stream (validate, windows, rules, outputs, commits) | {b:,.0f} |")
+    print(
+        f"| (c) Quix Streams {QUIX_VERSION}, windowed mean per region | {c if isinstance(c, str) else f'{c:,.0f}'} |"
+    )
+    print(f"| ratio b/a (target >= 0.7) | {b / a:.2f} |")
+    print(f"| ratio b/c (target >= 1) | {'n/a' if isinstance(c, str) else f'{b / c:.2f}'} |")
+    print(f"| peak RSS of this process (a and b) | {peak_mb:,.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()
