@@ -1,0 +1,30 @@
+"""The README tells a new user the truth: every setting, the commands CI and users run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from include.settings import describe_settings
+from tests.warehouse.test_archive_sql import README_READINGS_SQL, README_REJECTED_SQL
+
+pytestmark = pytest.mark.unit
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    missing = [variable for variable, _, _ in describe_settings() if f"`{variable}`" not in README]
+    assert not missing, f"README.md does not document {missing}"
+
+
+def test_the_two_commands_and_ci() -> None:
+    assert "make demo" in README and "make test" in README
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_the_archive_sql_tested_elsewhere_is_the_readme_sql() -> None:
+    assert README_READINGS_SQL.strip() in README
+    assert README_REJECTED_SQL.strip() in README
