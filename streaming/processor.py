@@ -42,6 +42,7 @@ from include.settings import Settings
 from streaming.metrics import StreamMetrics
 from streaming.notify import Notifier
 from streaming.rules import AlertTracker, RegionHistory, RulesConfig, evaluate, load_rules
+from streaming.silence import SilenceWatch
 from streaming.windowing import NO_WATERMARK, ClosedWindow, Partial, PartitionWindows, RegionWindows
 
 log = logging.getLogger("climatewatch.stream")
@@ -60,6 +61,8 @@ class _Stage1Partition:
     last_record_wall: float = field(default_factory=time.monotonic)
     last_event_ms: int = NO_WATERMARK
     idle: bool = False
+    caught_up: bool = False
+    regions_seen: set[str] = field(default_factory=set)
 
 
 class StreamProcessor:
@@ -109,6 +112,8 @@ class StreamProcessor:
         )
         self._last_heartbeat = 0.0
         self._draining = False
+        self._next_silence_check = 0.0
+        self.silence = SilenceWatch(started=self.clock())
         self._pending_stage1: dict[int, int] = {}  # partition -> next offset, not yet committed
         self._pending_stage2: dict[int, int] = {}
         processor = self
@@ -204,6 +209,7 @@ class StreamProcessor:
         finally:
             consumer.close()
         self.tracker.seed(self.histories, self.rules)
+        self.silence.knows(set(self.histories))
         for history in self.histories.values():
             ordered = sorted(set(history.means))
             history.means.clear()
@@ -239,6 +245,7 @@ class StreamProcessor:
                         late += 1
                     if event_ms > state.last_event_ms:
                         state.last_event_ms = event_ms
+                    state.regions_seen.add(reading.region)
                 else:
                     self._to_dlq(dlq, record, reading, windows)
                     produced += 1
@@ -308,8 +315,12 @@ class StreamProcessor:
                     "source": partition,
                     "watermark_ms": state.windows.watermark_ms,
                     "idle": state.idle,
+                    "caught_up": state.caught_up,
+                    "quiet_s": round(now - state.last_record_wall, 3),
+                    "regions": sorted(state.regions_seen),
                 }
             )
+            state.regions_seen.clear()
             for target in self.partials_partitions:
                 self.producer.send(
                     self.settings.topic_window_partials, value=message, partition=target
@@ -329,6 +340,7 @@ class StreamProcessor:
         except Exception:
             position = None
         caught_up = highwater is not None and position is not None and position >= highwater
+        state.caught_up = caught_up
         quiet_s = now - state.last_record_wall
         # when draining (--until-caught-up), a caught-up partition that never had a reading
         # has nothing to wait for; a live stream gives it the idle timeout like any other
@@ -350,6 +362,7 @@ class StreamProcessor:
                         self.stage2.add_watermark(
                             body["source"], body["watermark_ms"], body.get("idle", False)
                         )
+                        self.silence.heard(body, self.clock())
                         continue
                     partials = [Partial.from_message(item) for item in body["items"]]
                 except Exception:
@@ -376,9 +389,31 @@ class StreamProcessor:
                     self.metrics.alerts.labels(alert.rule, alert.status).inc()
                     self.notifier.notify(alert)
                     produced += 1
+        produced += self._silence_alerts()
         self.metrics.open_windows.set(
             len(self.stage2.open) + sum(len(s.windows.open) for s in self.stage1.values())
         )
+        return produced
+
+    def _silence_alerts(self) -> int:
+        """Region and input silence, on processing time (no window closes for a silent region)."""
+        now = self.clock()
+        if now < self._next_silence_check:
+            return 0
+        self._next_silence_check = now + 1.0
+        owned = {tp.partition for tp in self.partials.assignment()}
+        produced = 0
+        for condition in self.silence.conditions(
+            now, self.rules, owned, len(self.partials_partitions), self.input_partitions
+        ):
+            alert = self.tracker.update(condition)
+            if alert is not None:
+                self.producer.send(
+                    self.settings.topic_alerts, key=alert.region.encode(), value=alert.to_json()
+                )
+                self.metrics.alerts.labels(alert.rule, alert.status).inc()
+                self.notifier.notify(alert)
+                produced += 1
         return produced
 
     def _publish_window(self, window: ClosedWindow) -> int:

@@ -24,7 +24,15 @@ from include.events import Alert, alert_id_for
 from streaming.windowing import ClosedWindow
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[1] / "include" / "rules.toml"
-RULES = ("heat", "cold", "drastic_change", "silent_sensor", "bad_data")
+RULES = (
+    "heat",
+    "cold",
+    "drastic_change",
+    "silent_sensor",
+    "bad_data",
+    "region_silent",
+    "input_silent",
+)
 
 
 @dataclass(frozen=True)

@@ -252,8 +252,11 @@ class RegionWindows:
         return min(active) if active else max(self.watermarks.values())
 
     def add_watermark(self, source: int, watermark_ms: int, idle: bool = False) -> None:
-        if watermark_ms > self.watermarks.get(source, NO_WATERMARK):
-            self.watermarks[source] = watermark_ms
+        if (
+            watermark_ms > self.watermarks.get(source, NO_WATERMARK)
+            or source not in self.watermarks
+        ):
+            self.watermarks[source] = watermark_ms  # an empty partition reports too
         if idle:
             self.idle_sources.add(source)
         else:
