@@ -256,7 +256,11 @@ class StreamProcessor:
                 metrics.records.labels("valid").inc(valid)
                 metrics.records.labels("late").inc(late)
                 metrics.latency.observe(max(0.0, time.time() - records[-1].timestamp / 1000))
-            produced += self._send_partials(windows.close_ready())
+            closed = windows.close_ready()
+            if closed:  # tell stage 2 at once: waiting for the periodic heartbeat adds latency
+                produced += self._send_partials(closed) + self._send_heartbeat(
+                    tp.partition, state, now
+                )
         return produced
 
     def _send_partials(self, partials: list[Partial]) -> int:
@@ -309,24 +313,25 @@ class StreamProcessor:
         for partition, state in self.stage1.items():
             self._update_idleness(partition, state, now)
             sent += self._send_partials(state.windows.close_ready())  # idleness moves watermarks
-            message = orjson.dumps(
-                {
-                    "type": "watermark",
-                    "source": partition,
-                    "watermark_ms": state.windows.watermark_ms,
-                    "idle": state.idle,
-                    "caught_up": state.caught_up,
-                    "quiet_s": round(now - state.last_record_wall, 3),
-                    "regions": sorted(state.regions_seen),
-                }
-            )
+            sent += self._send_heartbeat(partition, state, now)
             state.regions_seen.clear()
-            for target in self.partials_partitions:
-                self.producer.send(
-                    self.settings.topic_window_partials, value=message, partition=target
-                )
-                sent += 1
         return sent
+
+    def _send_heartbeat(self, partition: int, state: _Stage1Partition, now: float) -> int:
+        message = orjson.dumps(
+            {
+                "type": "watermark",
+                "source": partition,
+                "watermark_ms": state.windows.watermark_ms,
+                "idle": state.idle,
+                "caught_up": state.caught_up,
+                "quiet_s": round(now - state.last_record_wall, 3),
+                "regions": sorted(state.regions_seen),
+            }
+        )
+        for target in self.partials_partitions:
+            self.producer.send(self.settings.topic_window_partials, value=message, partition=target)
+        return len(self.partials_partitions)
 
     def _update_idleness(self, partition: int, state: _Stage1Partition, now: float) -> None:
         """Idle: caught up with the partition's end and nothing read for the idle timeout.

@@ -1,0 +1,205 @@
+"""Alert latency and memory of the stream under a steady real-time load.
+
+A producer sends readings in real time (default 5,000/s, 1,000 sensors in 20 regions)
+while one region's temperature toggles between normal and a heat wave; the stream runs
+as its own process (`climatewatch stream`) with short windows so that many alerts fire.
+Latency of an alert = its arrival on temperature-alerts minus the produce time of the
+first reading whose event time moved the watermark past the alert's window end (the
+reading that closed the window). Baseline in the same run: the broker's own delivery
+time (produce → consume of a plain record). Also prints the stream's peak RSS.
+--quick: 30 s; default 120 s. --rate to change the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from include.contract import Reading, reading_key, serialize_reading
+from include.events import Alert
+from include.kafka_clients import make_consumer, make_producer
+from include.kafka_local import LocalBroker, fetch_jars, free_port
+from include.services import settings_environment
+from include.settings import load_settings
+from include.topics import ensure_topics
+
+WINDOW_S, LATENESS_S, TOGGLE_S = 2, 1, 6
+RULES = f"""
+[windows]
+size_seconds = {WINDOW_S}
+allowed_lateness_seconds = {LATENESS_S}
+[rules.heat]
+threshold_c = 30.0
+[rules.drastic_change]
+delta_c = 8.0
+windows_back = 2
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rate", type=float, default=5000.0)
+    parser.add_argument("--seconds", type=float)
+    args = parser.parse_args()
+    seconds = args.seconds or (30.0 if args.quick else 120.0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = LocalBroker(
+            Path(tmp) / "kafka",
+            jars=fetch_jars(load_settings()),
+            port=free_port(),
+            controller_port=free_port(),
+            heap="1g",
+        )
+        broker.start(die_with_parent=True)
+        stream = None
+        try:
+            rules = Path(tmp) / "rules.toml"
+            rules.write_text(RULES)
+            settings = load_settings(
+                bootstrap_servers=broker.bootstrap,
+                data_dir=Path(tmp) / "data",
+                metrics_port=0,
+                rules_file=rules,
+                idle_timeout_s=5,
+            )
+            ensure_topics(settings)
+            env = {**os.environ, **settings_environment(settings)}
+            stream = subprocess.Popen(
+                [str(Path(sys.executable).with_name("climatewatch")), "stream"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(8)  # group joins
+
+            arrivals: list[tuple[float, Alert]] = []
+            stop = threading.Event()
+
+            def watch_alerts() -> None:
+                consumer = make_consumer(
+                    settings,
+                    settings.topic_alerts,
+                    group_id="bench-alerts",
+                    auto_offset_reset="latest",
+                    fetch_max_wait_ms=5,
+                )
+                while not stop.is_set():
+                    for batch in consumer.poll(timeout_ms=50).values():
+                        now = time.time()
+                        arrivals.extend((now, Alert.from_json(r.value)) for r in batch)
+                consumer.close()
+
+            watcher = threading.Thread(target=watch_alerts)
+            watcher.start()
+            time.sleep(3)
+
+            producer = make_producer(settings, linger_ms=1)
+            sensors = [(f"r{r:02d}-{s:03d}", f"r{r:02d}") for r in range(20) for s in range(50)]
+            first_send_at_second: dict[
+                int, float
+            ] = {}  # event second -> wall time of its first reading
+            started = time.time()
+            sent = 0
+            while time.time() - started < seconds:
+                now = time.time()
+                due = int((now - started) * args.rate)
+                while sent < due:
+                    sensor, region = sensors[sent % len(sensors)]
+                    hot = region == "r00" and int(now - started) // TOGGLE_S % 2 == 1
+                    reading = Reading(
+                        sensor, region, datetime.fromtimestamp(now, UTC), 36.0 if hot else 15.0
+                    )
+                    producer.send(
+                        settings.topic_readings,
+                        key=reading_key(reading),
+                        value=serialize_reading(reading),
+                    )
+                    first_send_at_second.setdefault(int(now), now)
+                    sent += 1
+                time.sleep(0.001)
+            producer.flush(timeout=60)
+            time.sleep(WINDOW_S + LATENESS_S + 3)
+            stop.set()
+            watcher.join(timeout=30)
+            rss = peak_rss_mb(stream.pid)
+
+            # broker baseline: produce → consume of plain records
+            probe_topic = settings.topic_dlq
+            probe = make_consumer(
+                settings,
+                probe_topic,
+                group_id="bench-probe",
+                auto_offset_reset="latest",
+                fetch_max_wait_ms=5,
+            )
+            probe.poll(timeout_ms=2000)
+            baseline = []
+            for i in range(50):
+                sent_at = time.time()
+                producer.send(probe_topic, key=b"probe", value=str(i).encode()).get(timeout=10)
+                while True:
+                    got = probe.poll(timeout_ms=100)
+                    if got:
+                        baseline.append(time.time() - sent_at)
+                        break
+            probe.close()
+            producer.close()
+        finally:
+            if stream is not None:
+                stream.terminate()
+                stream.wait(timeout=60)
+            broker.stop()
+
+    latencies = []
+    for arrived, alert in arrivals:
+        closing_event = (
+            datetime.fromisoformat(alert.window_end.replace("Z", "+00:00")).timestamp() + LATENESS_S
+        )
+        sent_at = first_send_at_second.get(
+            int(closing_event) if closing_event == int(closing_event) else int(closing_event) + 1
+        )
+        if sent_at is not None:
+            latencies.append(arrived - max(sent_at, closing_event))
+    print()
+    print(
+        f"| alert latency at {args.rate:,.0f} readings/s for {seconds:.0f} s ({sent:,} readings) | value |"
+    )
+    print("|---|---|")
+    print(f"| alerts measured | {len(latencies)} |")
+    if latencies:
+        print(f"| p50 (ms) | {1000 * statistics.median(latencies):,.0f} |")
+        print(f"| p99 (ms) (target < 100) | {1000 * percentile(latencies, 0.99):,.0f} |")
+    print(
+        f"| baseline: Kafka produce → consume p50 / p99 (ms) | {1000 * statistics.median(baseline):.1f} / {1000 * percentile(baseline, 0.99):.1f} |"
+    )
+    print(f"| stream peak RSS (MB) (target < 250) | {rss:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
