@@ -41,7 +41,14 @@ from include.kafka_clients import make_consumer, make_producer
 from include.settings import Settings
 from streaming.metrics import StreamMetrics
 from streaming.notify import Notifier
-from streaming.rules import AlertTracker, RegionHistory, RulesConfig, evaluate, load_rules
+from streaming.rules import (
+    AlertTracker,
+    Condition,
+    RegionHistory,
+    RulesConfig,
+    evaluate,
+    load_rules,
+)
 from streaming.silence import SilenceWatch
 from streaming.windowing import NO_WATERMARK, ClosedWindow, Partial, PartitionWindows, RegionWindows
 
@@ -385,15 +392,7 @@ class StreamProcessor:
                 continue
             self.evaluated_until[window.region] = window.end_ms
             history = self.histories.setdefault(window.region, RegionHistory())
-            for condition in evaluate(window, history, self.rules):
-                alert = self.tracker.update(condition)
-                if alert is not None:
-                    self.producer.send(
-                        self.settings.topic_alerts, key=alert.region.encode(), value=alert.to_json()
-                    )
-                    self.metrics.alerts.labels(alert.rule, alert.status).inc()
-                    self.notifier.notify(alert)
-                    produced += 1
+            produced += self._alert_on(evaluate(window, history, self.rules))
         produced += self._silence_alerts()
         self.metrics.open_windows.set(
             len(self.stage2.open) + sum(len(s.windows.open) for s in self.stage1.values())
@@ -407,10 +406,16 @@ class StreamProcessor:
             return 0
         self._next_silence_check = now + 1.0
         owned = {tp.partition for tp in self.partials.assignment()}
+        return self._alert_on(
+            self.silence.conditions(
+                now, self.rules, owned, len(self.partials_partitions), self.input_partitions
+            )
+        )
+
+    def _alert_on(self, conditions: list[Condition]) -> int:
+        """Turn conditions into alert events: to the alerts topic, the metrics, the notifiers."""
         produced = 0
-        for condition in self.silence.conditions(
-            now, self.rules, owned, len(self.partials_partitions), self.input_partitions
-        ):
+        for condition in conditions:
             alert = self.tracker.update(condition)
             if alert is not None:
                 self.producer.send(

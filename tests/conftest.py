@@ -70,12 +70,7 @@ def kafka_settings(kafka_broker: LocalBroker, tmp_path: Path) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that make a `climatewatch` subprocess use ``settings``."""
+    from include.services import settings_environment
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLIMATEWATCH_")}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"CLIMATEWATCH_{name.upper()}"] = str(value)
-    return env
+    return {**env, **settings_environment(settings)}
