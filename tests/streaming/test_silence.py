@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -147,8 +147,16 @@ def test_a_restart_while_the_input_is_quiet_raises_no_false_alert(live) -> None:
 
 def test_nothing_fires_while_catching_up_on_a_backlog(live) -> None:
     settings, start = live
-    backlog = scenario(regions=5, sensors_per_region=20, interval_s=5, duration_s=3 * 3600)
-    assert len(backlog) >= 200_000
+    begin = datetime.now(UTC) - timedelta(hours=16)  # 1M readings of 100 sensors: 14 h
+    backlog = scenario(
+        regions=5,
+        sensors_per_region=20,
+        interval_s=5,
+        count=1_000_000,
+        duration_s=None,
+        start=begin,
+    )
+    assert len(backlog) == 1_000_000
     produce(settings, backlog)
     processor = start()
 
