@@ -114,14 +114,17 @@ def test_two_instances_split_partitions_and_emit_what_one_emits(kafka_settings: 
     for thread in threads:
         thread.start()
     try:
+
+        def split() -> bool:
+            owned = [{tp.partition for tp in p.readings.assignment()} for p in instances]
+            return all(owned) and owned[0].isdisjoint(owned[1]) and len(owned[0] | owned[1]) == 6
+
         deadline = time.monotonic() + 60
-        while not all(p.readings.assignment() for p in instances):
-            assert time.monotonic() < deadline, "both instances should get readings partitions"
+        while not split():  # the first instance holds everything until the second has joined
+            assert time.monotonic() < deadline, (
+                "both instances should share the readings partitions"
+            )
             time.sleep(0.2)
-        owned = [{tp.partition for tp in p.readings.assignment()} for p in instances]
-        assert (
-            owned[0].isdisjoint(owned[1]) and len(owned[0] | owned[1]) == shared.readings_partitions
-        )
         produce(shared, records)
         deadline = time.monotonic() + 120
         while alert_events(shared) != reference and time.monotonic() < deadline:
