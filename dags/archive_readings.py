@@ -41,10 +41,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import dag, task
 
 from include.assets import ARCHIVE
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.settings import get_settings
 
 _settings = get_settings()
@@ -68,18 +68,12 @@ def _archive_settings() -> Any:
 @dag(
     dag_id="archive_readings",
     schedule=timedelta(minutes=_settings.archive_interval_minutes),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["climatewatch", "batch", "archive", "kafka"],
-    default_args={
-        "owner": "climatewatch",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
 )
 def archive_readings() -> None:
     @task

@@ -27,30 +27,23 @@ Emits the `climatewatch_regional_stats` Asset for the daily report.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import dag, task
 
 from include.assets import ARCHIVE, REGIONAL_STATS
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
 
 
 @dag(
     dag_id="regional_stats",
     schedule=[ARCHIVE],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["climatewatch", "batch", "warehouse", "duckdb"],
-    default_args={
-        "owner": "climatewatch",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
 )
 def regional_stats() -> None:
     @task(outlets=[REGIONAL_STATS])
