@@ -39,6 +39,7 @@ app.command("stream")(__import__("streaming.cli").cli.stream)
 app.add_typer(__import__("streaming.cli").cli.alerts_app, name="alerts")
 app.command("sql")(__import__("warehouse.stats_cli").stats_cli.sql_command)
 app.command("backtest")(__import__("warehouse.stats_cli").stats_cli.backtest_command)
+app.command("report")(__import__("warehouse.report_cli").report_cli.report_command)
 
 
 # --- settings -----------------------------------------------------------------------------

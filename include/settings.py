@@ -183,6 +183,14 @@ class Settings(BaseSettings):
         description="Days the warehouse looks back: the anomaly baseline without climatology, and which sensors a region knows (for coverage).",
     )
 
+    # --- Report ---
+    report_min_coverage: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="The daily report flags a day as incomplete when a region's coverage is below this fraction (0.9: 90% of the expected readings).",
+    )
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _servers_have_ports(cls, value: str) -> str:
