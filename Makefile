@@ -9,13 +9,14 @@ STAMP := $(VENV)/.climatewatch-installed
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka test lint format demo bench clean
+.PHONY: help install kafka browser test lint format demo bench clean
 
 help:
 	@echo "make demo   run ClimateWatch on embedded defaults (Ctrl-C stops it)"
 	@echo "make test   lint and run the whole test suite"
 	@echo "make bench  run the benchmarks and print their tables"
 	@echo "make lint   ruff check and format check;  make format  fix them"
+	@echo "make browser  install Debian's chromium and chromium-driver (browser tests)"
 
 install: $(STAMP)
 
@@ -28,6 +29,17 @@ $(STAMP): requirements.lock pyproject.toml
 kafka: install
 	@$(BIN)/climatewatch kafka fetch
 
+# Headless Chromium and its driver for the browser tests (Debian packages, run as root).
+# Nothing happens when both are already there; apt-get update only when the install fails.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
+
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		$(APT_INSTALL) || { apt-get update && $(APT_INSTALL); }; \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,7 +48,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install kafka lint
+test: install kafka browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install kafka
