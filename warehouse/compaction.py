@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse.archive import write_parquet_atomically
 from warehouse.ledger import ArchivedFile, Ledger, LedgerEntry, filesystem_for, write_atomically
+from warehouse.quarantine import quarantined_ids
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -135,7 +136,8 @@ def compact(root: str, *, closed_after: timedelta, now: datetime | None = None) 
     fs, base = filesystem_for(root)
     ledger = Ledger(root)
     recovered = recover(root)
-    entries = ledger.entries()
+    held = quarantined_ids(root)  # their files are in quarantine, not in these directories
+    entries = [e for e in ledger.entries() if e.batch_id not in held]
     current = {e.batch_id: e for e in entries}
     done = []
     for group in closed_groups(entries, now=now or datetime.now(UTC), closed_after=closed_after):

@@ -1,0 +1,73 @@
+"""
+### data_quality: Great Expectations on every new archive batch
+
+Runs whenever `archive_readings` updates the archive (scheduled on the
+`climatewatch_archive` Asset) and validates exactly the batches of readings archived
+since the last validation (the archive's offset ledger says which), against the suite in
+`warehouse/expectations.py`: schema, completeness, validity (physical limits, the
+region's plausible band, humidity, known regions), uniqueness of (sensor, time),
+timeliness and volume. Each expectation is *critical* or a *warning*.
+
+* **validate_new_batches** records the results (`DATA_DIR/quality/results/<batch>.json`,
+  the `quality_results` summary the warehouse joins, and the Data Docs site at
+  `DATA_DIR/quality/data_docs/index.html`), quarantines every batch that failed a
+  critical expectation (its files move to `<archive>/quarantine/<batch>/`, the warehouse
+  recomputes its dates without it) and publishes a `data_quality` alert for it. Emits
+  the `climatewatch_data_quality` Asset.
+* **fail_on_critical** then fails, naming the failed expectations and their counts, so a
+  quarantine is red in the Airflow UI. Warnings never fail it.
+
+**After a quarantine**: `climatewatch quality status` lists the quarantined batches and
+why; once a person has looked, `climatewatch quality release BATCH` brings the rows back.
+`climatewatch quality validate [--date …]` is the same code from the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import dag, task
+
+from include.assets import ARCHIVE, DATA_QUALITY
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
+
+
+@dag(
+    dag_id="data_quality",
+    schedule=[ARCHIVE],
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["climatewatch", "batch", "quality", "great-expectations"],
+    default_args=DEFAULT_ARGS,
+)
+def data_quality() -> None:
+    @task(outlets=[DATA_QUALITY])
+    def validate_new_batches(*, outlet_events: Any = None) -> dict[str, Any]:
+        """Validate, record, quarantine and alert; never raises for failed expectations."""
+        from include.settings import load_settings
+        from warehouse.quality import validate_batches
+
+        run = validate_batches(load_settings()).to_dict()
+        if outlet_events is not None:
+            outlet_events[DATA_QUALITY].extra = {
+                "validated": run["validated"],
+                "critical_batches": run["critical_batches"],
+                "quarantined": run["quarantined"],
+            }
+        return run
+
+    @task(retries=0)
+    def fail_on_critical(run: dict[str, Any]) -> None:
+        """Red in the UI when a batch failed a critical expectation (it is quarantined)."""
+        from warehouse.quality import critical_failure_message
+
+        message = critical_failure_message(run)
+        if message:
+            raise RuntimeError(message)
+
+    fail_on_critical(validate_new_batches())
+
+
+data_quality()
