@@ -9,6 +9,7 @@ was produced. Every wait has a timeout; on failure the task logs are printed.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ from include.services import (
 from include.settings import Settings, load_settings
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics
+from streaming.processor import StreamProcessor
+from tests.streaming.helpers import alerts as alerts_on_topic
+from warehouse.ledger import Ledger
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 
@@ -117,9 +121,12 @@ def wait_for_success(client: AirflowClient, dag_id: str, after: datetime) -> dic
 
 def test_readings_flow_from_kafka_through_every_dag(airflow: RunningAirflow) -> None:
     settings, client = airflow.settings, airflow.client
-    wait_for_dags(client, {"archive_readings", "regional_stats"})
+    wait_for_dags(client, {"archive_readings", "regional_stats", "data_quality", "climate_report"})
 
-    start = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    # Yesterday evening into today: the report's day (yesterday) is then complete.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(hours=2)
+    day = start.date().isoformat()
     records = list(
         generate(
             SimulationConfig(
@@ -144,11 +151,16 @@ def test_readings_flow_from_kafka_through_every_dag(airflow: RunningAirflow) -> 
     valid = [r for r in records if r.reading is not None]
     malformed = [r for r in records if r.reading is None]
     assert malformed, "the scenario has malformed records"
+    # the speed layer reads the same topic and raises the heat alert
+    StreamProcessor(settings).run(until_caught_up=True, max_runtime_s=180)
+    heat = [a for a in alerts_on_topic(settings) if a.rule == "heat" and a.status == "firing"]
+    assert {a.region for a in heat} == {"marseille"}
 
     triggered_at = datetime.now(UTC) - timedelta(seconds=5)
     client.trigger("archive_readings", logical_date=None)
     wait_for_success(client, "archive_readings", triggered_at)
     wait_for_success(client, "regional_stats", triggered_at)
+    wait_for_success(client, "data_quality", triggered_at)
 
     archive = Path(settings.archive_root)
     con = duckdb.connect()
@@ -169,3 +181,33 @@ def test_readings_flow_from_kafka_through_every_dag(airflow: RunningAirflow) -> 
         total = db.execute("SELECT sum(reading_count) FROM regional_daily").fetchone()[0]
     assert hot[0] == "marseille" and hot[1] > 30
     assert total == len(valid)
+
+    # data quality validated every readings batch, none failed a critical expectation
+    summary = settings.data_dir / "quality" / "summary.parquet"
+    validated, critical_failures = con.execute(
+        f"SELECT count(DISTINCT batch_id), count(*) FILTER (NOT success AND severity = 'critical') "
+        f"FROM read_parquet('{summary}')"
+    ).fetchone()
+    readings_batches = len(
+        [e for e in Ledger(settings.archive_root).entries(settings.topic_readings) if e.rows]
+    )
+    assert (validated, critical_failures) == (readings_batches, 0)
+    assert (settings.data_dir / "quality" / "data_docs" / "index.html").exists()
+
+    # the daily report of yesterday, once its statistics are final
+    reported_at = datetime.now(UTC) - timedelta(seconds=5)
+    client.trigger("climate_report", logical_date=None, conf={"day": day})
+    wait_for_success(client, "climate_report", reported_at)
+    report = json.loads((settings.data_dir / "reports" / day / "report.json").read_text())
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        hottest, hottest_mean, day_alerts = db.execute(
+            "SELECT region, mean_c, (SELECT count(DISTINCT alert_id) FROM alerts "
+            "WHERE status = 'firing' AND date = ?::DATE) FROM regional_daily "
+            "WHERE date = ?::DATE ORDER BY mean_c DESC LIMIT 1",
+            [day, day],
+        ).fetchone()
+    assert report["summary"]["hottest_region"] == hottest
+    assert abs(report["summary"]["hottest_mean_c"] - hottest_mean) < 0.01
+    assert report["summary"]["alerts_firing"] == day_alerts >= 1
+    assert report["summary"]["quality_status"] in ("passed", "warnings")
+    assert (settings.data_dir / "reports" / day / "report.pdf").stat().st_size > 0
