@@ -15,21 +15,13 @@ import pytest
 from include.settings import load_settings
 from tests.browser.conftest import WAIT_S, screenshot
 from tests.include.ui_fixtures import DAY, REGIONS, build_ui_data
+from warehouse.report import SECTION_IDS
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SECTIONS = (
-    "summary",
-    "regions",
-    "chart-temperature",
-    "chart-anomaly",
-    "chart-alerts",
-    "alerts",
-    "quality",
-)
 CHARTS = ("chart-temperature", "chart-anomaly", "chart-alerts")
 
 
@@ -49,7 +41,7 @@ def test_report_renders_with_tables_and_charts(driver: WebDriver, tmp_path: Path
     driver.get(report.resolve().as_uri())
     WebDriverWait(driver, WAIT_S).until(ec.presence_of_element_located((By.ID, "regions")))
     assert DAY.date().isoformat() in driver.title, driver.title
-    for css_id in SECTIONS:
+    for css_id in SECTION_IDS:
         assert driver.find_elements(By.ID, css_id), f"the report has no #{css_id}"
 
     rows = driver.find_elements(By.CSS_SELECTOR, "#regions table tbody tr")

@@ -64,6 +64,8 @@ def write_quality_summary(path: Path, batch_ids: tuple[str, ...], failed_batch: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from warehouse.quality import summary_schema
+
     rows = []
     for n, batch in enumerate(batch_ids):
         validated = DAY + timedelta(days=1, minutes=n)
@@ -85,20 +87,8 @@ def write_quality_summary(path: Path, batch_ids: tuple[str, ...], failed_batch: 
                     "validated_at": validated,
                 }
             )
-    schema = pa.schema(
-        [
-            ("batch_id", pa.string()),
-            ("date", pa.date32()),
-            ("region", pa.string()),
-            ("expectation", pa.string()),
-            ("severity", pa.string()),
-            ("success", pa.bool_()),
-            ("unexpected_count", pa.int64()),
-            ("validated_at", pa.timestamp("us", tz="UTC")),
-        ]
-    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=summary_schema()), path)
 
 
 def write_fake_reports(settings: Settings) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from tests.warehouse.stats_fixtures import FakeArchive
 from tests.warehouse.test_stats import alert, day1_nice, day1_paris, day2_paris
 from warehouse.db import connect_read_only
 from warehouse.ledger import LedgerEntry
+from warehouse.quality import summary_schema
 from warehouse.quarantine import quarantine_batch
 from warehouse.report import (
     SECTION_IDS,
@@ -48,18 +49,6 @@ pytestmark = pytest.mark.unit
 DAY1 = date(2026, 3, 1)
 DAY2 = date(2026, 3, 2)
 NOW = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
-QUALITY_SCHEMA = pa.schema(
-    [
-        ("batch_id", pa.string()),
-        ("date", pa.date32()),
-        ("region", pa.string()),
-        ("expectation", pa.string()),
-        ("severity", pa.string()),
-        ("success", pa.bool_()),
-        ("unexpected_count", pa.int64()),
-        ("validated_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
 
 
 # --- the dataset ---------------------------------------------------------------------------
@@ -119,7 +108,7 @@ def write_quality(
                 )
     path = quality_summary_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=QUALITY_SCHEMA), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=summary_schema()), path)
     return path
 
 
