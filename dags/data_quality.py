@@ -58,14 +58,19 @@ def data_quality() -> None:
             }
         return run
 
-    @task(retries=0)
+    @task
     def fail_on_critical(run: dict[str, Any]) -> None:
-        """Red in the UI when a batch failed a critical expectation (it is quarantined)."""
+        """Red in the UI when a batch failed a critical expectation (it is quarantined).
+
+        AirflowFailException: a verdict on data, not a transient error, so no retry.
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
         from warehouse.quality import critical_failure_message
 
         message = critical_failure_message(run)
         if message:
-            raise RuntimeError(message)
+            raise AirflowFailException(message)
 
     fail_on_critical(validate_new_batches())
 

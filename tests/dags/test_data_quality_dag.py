@@ -60,6 +60,8 @@ def test_a_critical_failure_fails_the_run_quarantines_and_alerts(
     states = {t.task_id: t.state for t in failed.get_task_instances()}
     assert failed.state == "failed"
     assert states == {"validate_new_batches": "success", "fail_on_critical": "failed"}
+    verdict = next(t for t in failed.get_task_instances() if t.task_id == "fail_on_critical")
+    assert verdict.try_number == 1, "a verdict on data is not retried"
     assert bad.batch_id in quarantined_ids(settings.archive_root)
     assert [a.rule for a in alerts(settings)] == ["data_quality"]
     printed = caplog.text + "".join(capfd.readouterr())  # dag.test() logs the task's error
