@@ -125,9 +125,14 @@ class StreamProcessor:
         self._pending_stage2: dict[int, int] = {}
         processor = self
 
+        # kafka-python 3 calls listeners on the consumer's IO thread, where a blocking
+        # commit raises: on revocation the outputs are flushed (the producer has its own
+        # IO thread) and the safe offsets committed asynchronously. Should that commit
+        # lose the race with the rebalance, the next owner re-reads from the previous
+        # commit and repeats alerts with the same ids, which is the guarantee anyway.
         class Stage1Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
-                processor._flush_and_commit()
+                processor._flush_and_commit(blocking=False)
                 for tp in revoked:
                     processor.stage1.pop(tp.partition, None)
                 log.info(
@@ -149,7 +154,7 @@ class StreamProcessor:
 
         class Stage2Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
-                processor._flush_and_commit()
+                processor._flush_and_commit(blocking=False)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 processor.stage2 = RegionWindows(processor.input_partitions)
@@ -449,8 +454,11 @@ class StreamProcessor:
         return 1
 
     # --- commits ---------------------------------------------------------------------------
-    def _flush_and_commit(self) -> None:
-        """Flush every output, then commit what is safe: never past an open window's start."""
+    def _flush_and_commit(self, *, blocking: bool = True) -> None:
+        """Flush every output, then commit what is safe: never past an open window's start.
+
+        ``blocking=False`` (rebalance listeners) sends the commits without waiting.
+        """
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
@@ -463,11 +471,11 @@ class StreamProcessor:
                 commits[TopicPartition(self.settings.topic_readings, partition)] = (
                     OffsetAndMetadata(safe, "", -1)
                 )
-            self.readings.commit(commits)
+            (self.readings.commit if blocking else self.readings.commit_async)(commits)
             self._pending_stage1.clear()
         if self._pending_stage2:
             safe = self.stage2.commit_offsets(self._pending_stage2)
-            self.partials.commit(
+            (self.partials.commit if blocking else self.partials.commit_async)(
                 {
                     TopicPartition(self.settings.topic_window_partials, p): OffsetAndMetadata(
                         o, "", -1

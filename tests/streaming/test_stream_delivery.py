@@ -135,3 +135,58 @@ def test_two_instances_split_partitions_and_emit_what_one_emits(kafka_settings: 
         for thread in threads:
             thread.join(timeout=60)
     assert alert_events(shared) == reference
+
+
+def test_an_instance_joining_mid_stream_takes_partitions_from_a_busy_one(
+    kafka_settings: Settings,
+) -> None:
+    """The revoked instance has uncommitted work when the rebalance comes: it must commit
+    it from the rebalance callback (kafka-python's IO thread) without dying."""
+    records = eventful_scenario()
+    produce(kafka_settings, records)
+    StreamProcessor(kafka_settings).run(until_caught_up=True, max_runtime_s=180)
+    reference = alert_events(kafka_settings)
+
+    shared = fresh_topics(kafka_settings)
+    errors: list[BaseException] = []
+
+    def run(processor: StreamProcessor) -> None:
+        try:
+            processor.run(max_runtime_s=240)
+        except BaseException as exc:  # the thread's death is what this test looks for
+            errors.append(exc)
+
+    first = StreamProcessor(shared)
+    threads = [threading.Thread(target=run, args=(first,))]
+    threads[0].start()
+    second = None
+    try:
+        half = len(records) // 2
+        produce(shared, records[:half])
+        deadline = time.monotonic() + 60
+        while not first._pending_stage1:  # busy: read records it has not committed yet
+            assert time.monotonic() < deadline, "the first instance read nothing"
+            time.sleep(0.05)
+        second = StreamProcessor(shared)
+        threads.append(threading.Thread(target=run, args=(second,)))
+        threads[1].start()
+        deadline = time.monotonic() + 60
+        while not (first.readings.assignment() and second.readings.assignment()):
+            assert not errors, f"an instance died in the rebalance: {errors!r}"
+            assert time.monotonic() < deadline, "the partitions were never shared"
+            time.sleep(0.2)
+        produce(shared, records[half:])
+        deadline = time.monotonic() + 120
+        while not reference <= alert_events(shared) and time.monotonic() < deadline:
+            assert not errors, f"an instance died: {errors!r}"
+            time.sleep(1)
+    finally:
+        for processor in (first, second):
+            if processor is not None:
+                processor.stop()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not errors, errors
+    # No alert is lost. Moving a partition mid-window can still add silence alerts that
+    # a single instance would not raise (known issue, noted on the speed-layer issue).
+    assert reference <= alert_events(shared)
