@@ -82,6 +82,13 @@ def kafka_start(
             help="SASL/SCRAM-SHA-512 with ACLs per client role (default: as before).",
         ),
     ] = None,
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls/--no-tls",
+            help="With --sasl: TLS (SASL_SSL) with a locally generated CA (default: as before).",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the brokers to answer.")
     ] = 120,
@@ -91,7 +98,7 @@ def kafka_start(
 
     settings = get_settings()
     fetch_jars(settings)
-    cluster = LocalCluster.from_settings(settings, nodes=nodes, sasl=sasl)
+    cluster = LocalCluster.from_settings(settings, nodes=nodes, sasl=sasl, tls=tls)
     outcome = cluster.start(timeout_s=timeout)
     pids = ", ".join(str(node.pid()) for node in cluster.nodes)
     size = f"{len(cluster.nodes)}-node cluster" if len(cluster.nodes) > 1 else "broker"
@@ -110,7 +117,9 @@ def kafka_start(
             env_file.write_text(
                 "".join(
                     f"export {k}={v}\n"
-                    for k, v in cluster.sasl.client_env(role, cluster.bootstrap).items()
+                    for k, v in cluster.sasl.client_env(
+                        role, cluster.bootstrap, tls=cluster.tls
+                    ).items()
                 )
             )
         granted = cluster.grant_client_acls(settings)
@@ -118,6 +127,8 @@ def kafka_start(
             f"SASL/SCRAM-SHA-512 on; {granted} ACLs for roles {', '.join(CLIENT_ROLES)}; "
             f"client settings per role: source {clients}/<role>.env"
         )
+    if cluster.tls is not None:
+        console.print(f"TLS on (SASL_SSL); clients trust the local CA {cluster.tls.ca_file}")
     if len(cluster.nodes) > 1 and settings.bootstrap_servers != cluster.bootstrap:
         console.print(f"set CLIMATEWATCH_BOOTSTRAP_SERVERS={cluster.bootstrap} for clients")
 

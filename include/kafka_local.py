@@ -122,7 +122,10 @@ class LocalBroker:
         node_id: int = 1,
         voters: tuple[tuple[int, int], ...] | None = None,
         sasl: SaslConfig | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
+        if tls is not None and sasl is None:
+            raise ClimateWatchError("TLS on the local broker needs SASL too: use --sasl --tls")
         self.state_dir = Path(state_dir).absolute()
         self.jars = jars
         self.port = port
@@ -134,6 +137,7 @@ class LocalBroker:
         # a single node that is its own standalone controller quorum.
         self.voters = voters
         self.sasl = sasl
+        self.tls = tls
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -203,6 +207,11 @@ class LocalBroker:
                     "other ports with CLIMATEWATCH_KAFKA_PORT / CLIMATEWATCH_KAFKA_CONTROLLER_PORT"
                 )
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.tls is not None:
+            self.tls.ensure()
+        # the properties hold the SASL passwords and, with TLS, the broker's private key
+        self.properties_file.touch(mode=0o600)
+        self.properties_file.chmod(0o600)
         self.properties_file.write_text(self._server_properties())
         self._format_storage_once(java)
 
@@ -278,7 +287,7 @@ class LocalBroker:
                 bootstrap_servers=[self.bootstrap],
                 bootstrap_timeout_ms=int(timeout_s * 1000),
                 request_timeout_ms=int(timeout_s * 1000) + 1000,
-                **(self.sasl.client_config("admin") if self.sasl else {}),
+                **(self.sasl.client_config("admin", tls=self.tls) if self.sasl else {}),
             )
         except Exception:
             return False
@@ -313,8 +322,8 @@ class LocalBroker:
         nodes = len(self.voters) if self.voters else 1
         replicas = str(min(3, nodes))
         min_isr = str(min(2, nodes))
-        client_protocol = "SASL_PLAINTEXT" if self.sasl else "PLAINTEXT"
-        controller_protocol = "SASL_PLAINTEXT" if self.sasl else "PLAINTEXT"
+        client_protocol = security_protocol(self.sasl, self.tls)
+        controller_protocol = client_protocol
         properties = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
@@ -348,7 +357,9 @@ class LocalBroker:
             )
         if self.sasl:
             properties.update(self.sasl.broker_properties())
-        return "".join(f"{key}={value}\n" for key, value in properties.items())
+        if self.tls:
+            properties.update(self.tls.broker_properties())
+        return "".join(f"{key}={_escape_property(value)}\n" for key, value in properties.items())
 
     def _format_storage_once(self, java: str) -> None:
         meta = self.log_dir / "meta.properties"
@@ -428,22 +439,27 @@ class SaslConfig:
         path.touch(mode=0o600)
         path.write_text(json.dumps(self.passwords, indent=1))
 
-    def client_config(self, user: str) -> dict[str, str]:
+    def client_config(self, user: str, *, tls: TlsConfig | None = None) -> dict[str, str]:
+        """kafka-python options of ``user`` (with ``tls``: SASL_SSL, trusting the local CA)."""
         return {
-            "security_protocol": "SASL_PLAINTEXT",
+            "security_protocol": security_protocol(self, tls),
             "sasl_mechanism": SCRAM_MECHANISM,
             "sasl_plain_username": user,
             "sasl_plain_password": self.passwords[user],
+            **({"ssl_cafile": str(tls.ca_file)} if tls else {}),
         }
 
-    def client_env(self, user: str, bootstrap: str) -> dict[str, str]:
+    def client_env(
+        self, user: str, bootstrap: str, *, tls: TlsConfig | None = None
+    ) -> dict[str, str]:
         """The CLIMATEWATCH_* variables a client running as ``user`` needs."""
         return {
             "CLIMATEWATCH_BOOTSTRAP_SERVERS": bootstrap,
-            "CLIMATEWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "CLIMATEWATCH_SECURITY_PROTOCOL": security_protocol(self, tls),
             "CLIMATEWATCH_SASL_MECHANISM": SCRAM_MECHANISM,
             "CLIMATEWATCH_SASL_USERNAME": user,
             "CLIMATEWATCH_SASL_PASSWORD": self.passwords[user],
+            **({"CLIMATEWATCH_SSL_CAFILE": str(tls.ca_file)} if tls else {}),
         }
 
     def broker_properties(self) -> dict[str, str]:
@@ -473,6 +489,199 @@ class SaslConfig:
             for user, password in self.passwords.items()
             for argument in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")
         ]
+
+
+def security_protocol(sasl: SaslConfig | None, tls: TlsConfig | None) -> str:
+    """The protocol of the local listeners (TLS is only offered together with SASL)."""
+    if sasl is None:
+        return "PLAINTEXT"
+    return "SASL_SSL" if tls is not None else "SASL_PLAINTEXT"
+
+
+TLS_VALID_DAYS = 825
+TLS_HOSTS = ("127.0.0.1", "localhost")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """A local certificate authority and one broker certificate, as PEM files in ``directory``.
+
+    ``ensure`` generates them once (EC P-256; the broker certificate names 127.0.0.1 and
+    localhost, so every local node can present it). The CA's private key is not kept: it
+    signs the broker certificate and is gone, so nothing else can be issued in its name.
+    Clients trust ``ca.pem`` (``CLIMATEWATCH_SSL_CAFILE``); the broker key is mode 0600
+    and reaches Kafka only through ``server.properties`` (mode 0600), where Kafka treats it
+    as a password (``[hidden]`` in its logs).
+    """
+
+    directory: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def cert_file(self) -> Path:
+        """The broker certificate followed by the CA certificate (the chain it presents)."""
+        return self.directory / "broker.pem"
+
+    @property
+    def key_file(self) -> Path:
+        return self.directory / "broker-key.pem"
+
+    def ensure(self) -> bool:
+        """Generate the CA and broker certificate unless valid ones exist; True if generated."""
+        if self._usable():
+            return False
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
+        ca_pem, cert_pem, key_pem = _generate_certificates(TLS_HOSTS, TLS_VALID_DAYS)
+        for path, data, mode in (
+            (self.key_file, key_pem, 0o600),
+            (self.cert_file, cert_pem + ca_pem, 0o644),
+            (self.ca_file, ca_pem, 0o644),
+        ):
+            partial = path.with_name(path.name + ".partial")
+            partial.unlink(missing_ok=True)
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(data)
+            partial.replace(path)
+        log.info("local TLS certificates generated in %s", self.directory)
+        return True
+
+    def _usable(self) -> bool:
+        from datetime import UTC, datetime, timedelta
+
+        from cryptography import x509
+
+        if not all(p.exists() for p in (self.ca_file, self.cert_file, self.key_file)):
+            return False
+        try:
+            cert = x509.load_pem_x509_certificates(self.cert_file.read_bytes())[0]
+        except ValueError:
+            return False
+        return cert.not_valid_after_utc > datetime.now(UTC) + timedelta(days=1)
+
+    def broker_properties(self) -> dict[str, str]:
+        return {
+            "ssl.keystore.type": "PEM",
+            # inline PEM: Kafka reads an unencrypted key only this way (a PEM keystore
+            # file needs an encrypted key and ssl.key.password)
+            "ssl.keystore.certificate.chain": self.cert_file.read_text(),
+            "ssl.keystore.key": self.key_file.read_text(),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.ca_file),
+            "ssl.endpoint.identification.algorithm": "https",
+            "ssl.client.auth": "none",
+        }
+
+
+def _generate_certificates(hosts: tuple[str, ...], days: int) -> tuple[bytes, bytes, bytes]:
+    """(CA certificate, broker certificate, broker key), PEM; the key unencrypted PKCS#8."""
+    import ipaddress
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(UTC) - timedelta(minutes=5)  # tolerate a little clock skew
+    until = now + timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ClimateWatch local"),
+            x509.NameAttribute(
+                NameOID.COMMON_NAME, f"ClimateWatch local CA {uuid.uuid4().hex[:8]}"
+            ),
+        ]
+    )
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return (
+        ca_cert.public_bytes(serialization.Encoding.PEM),
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def _escape_property(value: str) -> str:
+    """A value for a Java .properties line: backslashes and line breaks escaped (PEM text)."""
+    return value.replace("\\", "\\\\").replace("\r", "").replace("\n", "\\n")
 
 
 def client_acls(settings: Settings) -> list[Any]:
@@ -525,7 +734,7 @@ class LocalCluster:
 
     A single node keeps its state directly in ``DATA_DIR/kafka``; node *i* of a larger
     cluster lives in ``DATA_DIR/kafka/node-i`` and listens on the configured ports plus
-    ``100 × (i − 1)``. The layout (node count, SASL) is remembered in ``cluster.json`` so
+    ``100 × (i − 1)``. The layout (node count, SASL, TLS) is remembered in ``cluster.json`` so
     ``stop`` and ``status`` need no options.
     """
 
@@ -539,11 +748,15 @@ class LocalCluster:
         controller_port: int = 9093,
         heap: str = "512m",
         sasl: SaslConfig | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         if not 1 <= nodes <= 9:
             raise ClimateWatchError(f"--nodes must be between 1 and 9, got {nodes}")
+        if tls is not None and sasl is None:
+            raise ClimateWatchError("TLS on the local broker needs SASL too: use --sasl --tls")
         self.state_dir = Path(state_dir).absolute()
         self.sasl = sasl
+        self.tls = tls
         voters = (
             tuple((i, controller_port + NODE_PORT_STEP * (i - 1)) for i in range(1, nodes + 1))
             if nodes > 1
@@ -559,15 +772,22 @@ class LocalCluster:
                 node_id=i,
                 voters=voters,
                 sasl=sasl,
+                tls=tls,
             )
             for i in range(1, nodes + 1)
         ]
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, nodes: int | None = None, sasl: bool | None = None
+        cls,
+        settings: Settings,
+        *,
+        nodes: int | None = None,
+        sasl: bool | None = None,
+        tls: bool | None = None,
     ) -> LocalCluster:
-        """The cluster under DATA_DIR/kafka; ``nodes``/``sasl`` default to what it was started with."""
+        """The cluster under DATA_DIR/kafka; ``nodes``/``sasl``/``tls`` default to what it was
+        started with (``tls`` implies ``sasl``)."""
         state_dir = settings.kafka_state_dir
         layout = (
             json.loads((state_dir / "cluster.json").read_text())
@@ -581,6 +801,11 @@ class LocalCluster:
             )
         nodes = nodes or layout.get("nodes", 1)
         use_sasl = layout.get("sasl", False) if sasl is None else sasl
+        use_tls = layout.get("tls", False) and sasl is not False if tls is None else tls
+        if use_tls and not use_sasl:
+            if sasl is False:
+                raise ClimateWatchError("--tls needs SASL: use --sasl --tls")
+            use_sasl = True
         credentials = state_dir / "sasl-users.json"
         sasl_config = None
         if use_sasl:
@@ -593,6 +818,7 @@ class LocalCluster:
             controller_port=settings.kafka_controller_port,
             heap=settings.kafka_heap,
             sasl=sasl_config,
+            tls=TlsConfig(state_dir.absolute() / "tls") if use_tls else None,
         )
 
     @property
@@ -607,7 +833,13 @@ class LocalCluster:
         """Start every node that is not running, then wait for all; ``"already running"`` if none needed it."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "cluster.json").write_text(
-            json.dumps({"nodes": len(self.nodes), "sasl": self.sasl is not None})
+            json.dumps(
+                {
+                    "nodes": len(self.nodes),
+                    "sasl": self.sasl is not None,
+                    "tls": self.tls is not None,
+                }
+            )
         )
         if self.sasl is not None:
             self.sasl.save(self.credentials_file)
@@ -653,7 +885,7 @@ class LocalCluster:
         return KafkaAdminClient(
             bootstrap_servers=[node.bootstrap for node in self.nodes],
             bootstrap_timeout_ms=10_000,
-            **(self.sasl.client_config("admin") if self.sasl else {}),
+            **(self.sasl.client_config("admin", tls=self.tls) if self.sasl else {}),
         )
 
     def grant_client_acls(self, settings: Settings) -> int:
