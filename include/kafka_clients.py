@@ -65,6 +65,7 @@ class _ConnectionDiagnosis(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.auth_failed: str | None = None
+        self.untrusted: str | None = None
         self.hung_up = False
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -73,6 +74,9 @@ class _ConnectionDiagnosis(logging.Handler):
             self.auth_failed = message.rsplit("SaslAuthenticationFailedError:", 1)[-1].strip(" )")[
                 :160
             ]
+        elif "CERTIFICATE_VERIFY_FAILED" in message and self.untrusted is None:
+            self.untrusted = message.rsplit("certificate verify failed:", 1)[-1].split("(_ssl")[0]
+            self.untrusted = self.untrusted.strip(" )")[:160]
         elif "socket disconnected" in message:
             self.hung_up = True
 
@@ -95,6 +99,12 @@ def translate_kafka_errors(settings: Settings) -> Iterator[None]:
             raise ClimateWatchError(
                 f"Kafka refused the credentials of user {settings.sasl_username!r} "
                 f"(CLIMATEWATCH_SASL_USERNAME / CLIMATEWATCH_SASL_PASSWORD): {diagnosis.auth_failed}"
+            ) from None
+        if diagnosis.untrusted is not None:
+            raise ClimateWatchError(
+                f"Kafka at {settings.bootstrap_servers} presented a TLS certificate this client "
+                f"does not trust ({diagnosis.untrusted}): set CLIMATEWATCH_SSL_CAFILE to the CA "
+                f"that signed it (local broker: DATA_DIR/kafka/tls/ca.pem)"
             ) from None
         if diagnosis.hung_up and settings.security_protocol.startswith("SASL_"):
             raise ClimateWatchError(
@@ -125,6 +135,12 @@ def translate_kafka_errors(settings: Settings) -> Iterator[None]:
         kafka_errors.AuthorizationError,
     ) as exc:
         raise ClimateWatchError(denied_message(settings, exc)) from None
+    except kafka_errors.KafkaConnectionError as exc:  # a broker died mid-command
+        raise ClimateWatchError(
+            f"lost the connection to a Kafka broker of {settings.bootstrap_servers} "
+            f"({_first_line(exc)}): run the command again once the cluster has a leader for "
+            "every partition"
+        ) from None
     finally:
         kafka_logger.removeHandler(diagnosis)
         kafka_logger.setLevel(previous[0])
