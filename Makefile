@@ -9,12 +9,13 @@ STAMP := $(VENV)/.climatewatch-installed
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka browser test lint format demo bench clean
+.PHONY: help install kafka browser test lint format demo bench chaos clean
 
 help:
 	@echo "make demo   run ClimateWatch on embedded defaults (Ctrl-C stops it)"
 	@echo "make test   lint and run the whole test suite"
 	@echo "make bench  run the benchmarks and print their tables"
+	@echo "make chaos  fault scenarios on a 3-node Kafka cluster (CHAOS_ARGS=--quick)"
 	@echo "make lint   ruff check and format check;  make format  fix them"
 	@echo "make browser  install Debian's chromium and chromium-driver (browser tests)"
 
@@ -56,6 +57,9 @@ demo: install kafka
 
 bench: install kafka
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+chaos: install kafka
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
