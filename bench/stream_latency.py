@@ -22,6 +22,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,6 +57,24 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def collect_alerts(
+    settings: Any, stop: threading.Event, arrivals: list[tuple[float, Alert]]
+) -> None:
+    """Append every alert arriving on the alerts topic with its arrival time, until stopped."""
+    consumer = make_consumer(
+        settings,
+        settings.topic_alerts,
+        group_id="bench-alerts",
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
+    while not stop.is_set():
+        for batch in consumer.poll(timeout_ms=50).values():
+            now = time.time()
+            arrivals.extend((now, Alert.from_json(r.value)) for r in batch)
+    consumer.close()
 
 
 def main() -> None:
@@ -101,21 +120,7 @@ def main() -> None:
             arrivals: list[tuple[float, Alert]] = []
             stop = threading.Event()
 
-            def watch_alerts() -> None:
-                consumer = make_consumer(
-                    settings,
-                    settings.topic_alerts,
-                    group_id="bench-alerts",
-                    auto_offset_reset="latest",
-                    fetch_max_wait_ms=5,
-                )
-                while not stop.is_set():
-                    for batch in consumer.poll(timeout_ms=50).values():
-                        now = time.time()
-                        arrivals.extend((now, Alert.from_json(r.value)) for r in batch)
-                consumer.close()
-
-            watcher = threading.Thread(target=watch_alerts)
+            watcher = threading.Thread(target=collect_alerts, args=(settings, stop, arrivals))
             watcher.start()
             time.sleep(3)
 

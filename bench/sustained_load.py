@@ -41,7 +41,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stream_latency import LATENESS_S, RULES, WINDOW_S, peak_rss_mb, percentile
+from bench.stream_latency import (
+    LATENESS_S,
+    RULES,
+    WINDOW_S,
+    collect_alerts,
+    peak_rss_mb,
+    percentile,
+)
 from include.contract import format_ts
 from include.events import Alert
 from include.kafka_clients import make_admin, make_consumer, make_producer
@@ -452,21 +459,7 @@ def main() -> None:
             arrivals: list[tuple[float, Alert]] = []
             stop = threading.Event()
 
-            def watch_alerts() -> None:
-                consumer = make_consumer(
-                    settings,
-                    settings.topic_alerts,
-                    group_id="bench-alerts",
-                    auto_offset_reset="latest",
-                    fetch_max_wait_ms=5,
-                )
-                while not stop.is_set():
-                    for batch in consumer.poll(timeout_ms=50).values():
-                        now = time.time()
-                        arrivals.extend((now, Alert.from_json(r.value)) for r in batch)
-                consumer.close()
-
-            watcher = threading.Thread(target=watch_alerts)
+            watcher = threading.Thread(target=collect_alerts, args=(settings, stop, arrivals))
             watcher.start()
             time.sleep(3)
 
