@@ -162,10 +162,13 @@ def _load_result(settings: Settings, batch_id: str) -> dict[str, Any] | None:
 
 
 def batches_to_validate(
-    settings: Settings, dates: Iterable[str] | None = None
+    settings: Settings,
+    dates: Iterable[str] | None = None,
+    entries: list[LedgerEntry] | None = None,
 ) -> list[LedgerEntry]:
     """Readings batches never validated; with ``dates``, every batch touching them again."""
-    entries = Ledger(settings.archive_root).entries(settings.topic_readings)
+    if entries is None:
+        entries = Ledger(settings.archive_root).entries(settings.topic_readings)
     if dates is not None:
         wanted = set(dates)
         return [e for e in entries if wanted & set(e.dates)]
@@ -173,20 +176,14 @@ def batches_to_validate(
 
 
 # --- reading one batch ------------------------------------------------------------------------
-def _hive_region(path: str) -> str | None:
-    from urllib.parse import unquote
-
-    for part in path.split("/"):
-        if part.startswith("region="):
-            return unquote(part.removeprefix("region="))
-    return None
-
-
-def load_batch(settings: Settings, entry: LedgerEntry) -> pd.DataFrame:
-    """The batch's readings as the warehouse would see them (region from the Hive path).
+def load_batch(
+    settings: Settings, entry: LedgerEntry, *, quarantined: bool | None = None
+) -> pd.DataFrame:
+    """The batch's readings as the warehouse would see them (region from the Hive path,
+    which the ledger records with each file).
 
     Quarantined batches are read from the quarantine area, so a batch can be validated
-    again (``--date``) whatever its state.
+    again (``--date``) whatever its state; callers that know pass ``quarantined``.
     """
     import pandas as pd
     import pyarrow as pa
@@ -194,7 +191,11 @@ def load_batch(settings: Settings, entry: LedgerEntry) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     fs, base = filesystem_for(settings.archive_root)
-    held = entry.batch_id in quarantined_ids(settings.archive_root)
+    held = (
+        entry.batch_id in quarantined_ids(settings.archive_root)
+        if quarantined is None
+        else quarantined
+    )
     tables: list[pa.Table] = []
     for archived in entry.files:
         if archived.dataset != "readings":
@@ -210,8 +211,9 @@ def load_batch(settings: Settings, entry: LedgerEntry) -> pd.DataFrame:
             ),
         )
         table = table.filter(mine)
-        region = _hive_region(archived.path)
-        table = table.append_column("region", pa.array([region] * table.num_rows, pa.string()))
+        table = table.append_column(
+            "region", pa.array([archived.region] * table.num_rows, pa.string())
+        )
         tables.append(table)
     columns = list(ARCHIVE_COLUMN_TYPES)
     if not tables:
@@ -509,21 +511,22 @@ def validate_batches(
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     say = progress or log.info
-    entries = batches_to_validate(settings, dates)
+    ledger = Ledger(settings.archive_root).entries(settings.topic_readings)
+    entries = batches_to_validate(settings, dates, ledger)
     run = QualityRun()
     if not entries:
         say("data quality: no new archive batch to validate")
         return run
     validator = _Validator(settings)
     newest_end = {}
-    for entry in Ledger(settings.archive_root).entries(settings.topic_readings):
+    for entry in ledger:
         newest_end[entry.partition] = max(newest_end.get(entry.partition, 0), entry.end_offset)
     held = quarantined_ids(settings.archive_root)
     alerts, touched_dates, summary_rows = [], set(), []
     results_dir(settings).mkdir(parents=True, exist_ok=True)
     for number, entry in enumerate(entries, 1):
         batch_started = time.perf_counter()
-        frame = load_batch(settings, entry)
+        frame = load_batch(settings, entry, quarantined=entry.batch_id in held)
         newest = entry.end_offset == newest_end.get(entry.partition)
         if frame.empty:  # only malformed records: the rejected archive holds them
             validation = None
