@@ -173,20 +173,12 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from include.kafka_local import LocalBroker, fetch_jars, free_port
-    from include.settings import load_settings
+    from bench._broker import start_bench_broker
     from include.topics import ensure_topics
 
     count = args.records or (200_000 if args.quick else 2_000_000)
     with tempfile.TemporaryDirectory(prefix="climatewatch-bench-") as tmp:
-        broker = LocalBroker(
-            Path(tmp) / "kafka",
-            jars=fetch_jars(load_settings()),
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-        )
-        broker.start(timeout_s=120, die_with_parent=True)
+        broker = start_bench_broker(Path(tmp))
         try:
             args.bootstrap = broker.bootstrap
             args.data_dir = f"{tmp}/data"

@@ -26,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._broker import start_bench_broker
 from include.contract import Reading, reading_key, serialize_reading
 from include.events import Alert
 from include.kafka_clients import make_consumer, make_producer
-from include.kafka_local import LocalBroker, fetch_jars, free_port
 from include.services import settings_environment
 from include.settings import load_settings
 from include.topics import ensure_topics
@@ -88,14 +88,7 @@ def main() -> None:
     seconds = args.seconds or (30.0 if args.quick else 120.0)
 
     with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker(
-            Path(tmp) / "kafka",
-            jars=fetch_jars(load_settings()),
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-        )
-        broker.start(die_with_parent=True)
+        broker = start_bench_broker(Path(tmp))
         stream = None
         try:
             rules = Path(tmp) / "rules.toml"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._broker import start_bench_broker
 from include.kafka_clients import make_consumer, make_producer
-from include.kafka_local import LocalBroker, fetch_jars, free_port
 from include.settings import load_settings
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics
@@ -188,14 +188,7 @@ def main() -> None:
     total = args.readings or (100_000 if args.quick else 1_000_000)
 
     with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker(
-            Path(tmp) / "kafka",
-            jars=fetch_jars(load_settings()),
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-        )
-        broker.start(die_with_parent=True)
+        broker = start_bench_broker(Path(tmp))
         try:
             settings = load_settings(
                 bootstrap_servers=broker.bootstrap,

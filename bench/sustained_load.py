@@ -41,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._broker import start_bench_broker
 from bench.stream_latency import (
     LATENESS_S,
     RULES,
@@ -52,7 +53,7 @@ from bench.stream_latency import (
 from include.contract import format_ts
 from include.events import Alert
 from include.kafka_clients import make_admin, make_consumer, make_producer
-from include.kafka_local import LocalBroker, fetch_jars, free_port
+from include.kafka_local import free_port
 from include.regions import regions
 from include.services import settings_environment
 from include.settings import Settings, load_settings
@@ -423,14 +424,7 @@ def main() -> None:
     baseline_s = args.baseline_s or (15.0 if args.quick else 30.0)
 
     with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker(
-            Path(tmp) / "kafka",
-            jars=fetch_jars(load_settings()),
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-        )
-        broker.start(die_with_parent=True)
+        broker = start_bench_broker(Path(tmp))
         stream = None
         try:
             rules = Path(tmp) / "rules.toml"
