@@ -19,6 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -34,6 +35,8 @@ MAX_FUTURE_SKEW = timedelta(minutes=10)
 REQUIRED_FIELDS = ("schema_version", "sensor_id", "region", "ts", "temperature_c")
 OPTIONAL_NUMBERS = ("humidity_pct", "pressure_hpa")
 MAX_ID_LENGTH = 200
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
 
 # Rejection reasons: stable codes that the DLQ header, the rejected archive and the
 # data-quality counts share. The detail next to them says which field and why.
@@ -76,8 +79,11 @@ class Reading:
 
     @property
     def epoch_ms(self) -> int:
-        """Event time in milliseconds since the epoch (what windows are computed on)."""
-        return int(self.ts.timestamp() * 1000)
+        """Event time in milliseconds since the epoch (what windows are computed on).
+
+        Integer arithmetic: ``ts.timestamp() * 1000`` can land a hair below the true value.
+        """
+        return (self.ts - EPOCH) // ONE_MS
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -108,6 +114,12 @@ class Rejection:
 def format_ts(ts: datetime) -> str:
     """RFC 3339 in UTC with millisecond precision and a ``Z`` suffix."""
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=4096)
+def format_epoch_ms(epoch_ms: int) -> str:
+    """:func:`format_ts` of an epoch-ms instant; cached, as window bounds repeat per region."""
+    return format_ts(EPOCH + ONE_MS * epoch_ms)
 
 
 def serialize_reading(reading: Reading) -> bytes:
@@ -187,6 +199,105 @@ def validate_reading_dict(
     if ts > limit:
         return Rejection(FUTURE_TIMESTAMP, f"ts {body['ts']} is more than {MAX_FUTURE_SKEW} ahead")
     return Reading(sensor_id, region, ts, temperature, optional[0], optional[1])
+
+
+WindowFields = tuple[str, str, int, float]
+"""What the speed layer needs of a reading: sensor_id, region, event ms, temperature."""
+
+
+def future_limit_ms(now: datetime | None = None) -> int:
+    """The latest event time (epoch ms) a reading may carry when validated at ``now``."""
+    limit = (now or datetime.now(UTC)) + MAX_FUTURE_SKEW
+    return (limit - EPOCH) // ONE_MS
+
+
+def parse_window_fields(value: bytes | None, limit_ms: int) -> WindowFields | Rejection:
+    """The speed layer's hot path: the fields windows need, or the record's rejection.
+
+    Readings in the producers' canonical form (float temperature, ``…T21:49:52.120Z``
+    timestamps) are checked inline, with each minute's epoch cached; anything else is
+    judged by :func:`parse_reading`, so both accept exactly the same records (a property
+    test holds them to it). ``limit_ms`` comes from :func:`future_limit_ms`, once per batch.
+    """
+    if value is None or len(value) > MAX_READING_BYTES:
+        return _judge(value, limit_ms)
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return _explain_undecodable(value)
+    if type(body) is not dict or body.get("schema_version") != SCHEMA_VERSION:
+        return _judge(value, limit_ms)
+    sensor_id = body.get("sensor_id")
+    region = body.get("region")
+    temperature = body.get("temperature_c")
+    ts = body.get("ts")
+    humidity = body.get("humidity_pct")
+    pressure = body.get("pressure_hpa")
+    if (
+        type(body["schema_version"]) is int
+        and type(sensor_id) is str
+        and type(region) is str
+        and 0 < len(sensor_id) <= MAX_ID_LENGTH
+        and 0 < len(region) <= MAX_ID_LENGTH
+        and type(temperature) is float
+        and MIN_TEMPERATURE_C <= temperature <= MAX_TEMPERATURE_C  # False for NaN
+        and (humidity is None or (type(humidity) is float and math.isfinite(humidity)))
+        and (pressure is None or (type(pressure) is float and math.isfinite(pressure)))
+        and type(ts) is str
+    ):
+        event_ms = _canonical_epoch_ms(ts)
+        if event_ms is not None and event_ms <= limit_ms:
+            return sensor_id, region, event_ms, temperature
+    return _judge(value, limit_ms)
+
+
+def _judge(value: bytes | None, limit_ms: int) -> WindowFields | Rejection:
+    """The general path: the full validator, at the same future limit."""
+    result = parse_reading(value, now=EPOCH + ONE_MS * limit_ms - MAX_FUTURE_SKEW)
+    if type(result) is Rejection:
+        return result
+    return result.sensor_id, result.region, result.epoch_ms, result.temperature_c
+
+
+# "SS.mmm" -> milliseconds into the minute: one lookup checks the digits and the range
+_WITHIN_MINUTE_MS = {f"{ms // 1000:02d}.{ms % 1000:03d}": ms for ms in range(60_000)}
+_minute_epochs: dict[str, int] = {}
+
+
+def _canonical_epoch_ms(ts: str) -> int | None:
+    """Epoch ms of ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None for any other spelling."""
+    if len(ts) != 24 or ts[23] != "Z" or ts[16] != ":":
+        return None
+    within = _WITHIN_MINUTE_MS.get(ts[17:23])
+    if within is None:
+        return None
+    minute = _minute_epochs.get(ts[:16])
+    if minute is None:
+        minute = _learn_minute(ts[:16])
+        if minute is None:
+            return None
+    return minute + within
+
+
+def _learn_minute(minute: str) -> int | None:
+    """Epoch ms of a strict ``YYYY-MM-DDTHH:MM`` (ASCII digits, real date), cached."""
+    digits = minute[:4] + minute[5:7] + minute[8:10] + minute[11:13] + minute[14:]
+    if not (
+        minute.isascii()
+        and digits.isdigit()
+        and minute[4] == minute[7] == "-"
+        and minute[10] == "T"
+        and minute[13] == ":"
+    ):
+        return None
+    try:
+        parsed = datetime.fromisoformat(minute).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    if len(_minute_epochs) >= 4096:  # a stream spans few minutes at a time
+        _minute_epochs.clear()
+    epoch_ms = _minute_epochs[minute] = (parsed - EPOCH) // ONE_MS
+    return epoch_ms
 
 
 def parse_timestamp(raw: object) -> datetime | Rejection:

@@ -35,7 +35,14 @@ from typing import Any
 
 import orjson
 
-from include.contract import Reading, Rejection, format_ts, parse_reading, parse_timestamp
+from include.contract import (
+    Rejection,
+    format_epoch_ms,
+    format_ts,
+    future_limit_ms,
+    parse_timestamp,
+    parse_window_fields,
+)
 from include.events import Alert, WindowStats
 from include.kafka_clients import make_consumer, make_producer
 from include.settings import Settings
@@ -56,10 +63,6 @@ log = logging.getLogger("climatewatch.stream")
 
 HEARTBEAT_EVERY_S = 0.5
 UNREADABLE = ("not_json", "not_utf8", "not_object", "oversized")
-
-
-def _iso(ms: int) -> str:
-    return format_ts(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 @dataclass
@@ -235,32 +238,31 @@ class StreamProcessor:
         dlq = self.settings.topic_dlq
         metrics = self.metrics
         now = self.clock()
+        limit_ms = future_limit_ms()  # once per poll, not per reading
         for tp, records in batches.items():
             state = self.stage1.get(tp.partition)
             if state is None:
                 continue
             windows = state.windows
+            add = windows.add
+            regions_seen = state.regions_seen
+            last_event_ms = state.last_event_ms
             valid = late = 0
             for record in records:
-                reading = parse_reading(record.value)
-                if type(reading) is Reading:
-                    event_ms = int(reading.ts.timestamp() * 1000)
-                    if windows.add(
-                        reading.region,
-                        reading.sensor_id,
-                        event_ms,
-                        reading.temperature_c,
-                        record.offset,
-                    ):
+                fields = parse_window_fields(record.value, limit_ms)
+                if type(fields) is tuple:
+                    sensor_id, region, event_ms, temperature = fields
+                    if add(region, sensor_id, event_ms, temperature, record.offset):
                         valid += 1
                     else:
                         late += 1
-                    if event_ms > state.last_event_ms:
-                        state.last_event_ms = event_ms
-                    state.regions_seen.add(reading.region)
+                    if event_ms > last_event_ms:
+                        last_event_ms = event_ms
+                    regions_seen.add(region)
                 else:
-                    self._to_dlq(dlq, record, reading, windows)
+                    self._to_dlq(dlq, record, fields, windows)
                     produced += 1
+            state.last_event_ms = last_event_ms
             state.last_record_wall = now
             state.idle = False
             if records:
@@ -371,6 +373,7 @@ class StreamProcessor:
     # --- stage 2 -------------------------------------------------------------------------
     def _process_partials(self, batches: dict[Any, list[Any]]) -> int:
         produced = 0
+        emitted_at = format_ts(datetime.now(UTC))  # once per poll: windows close in bursts
         for tp, records in batches.items():
             for record in records:
                 try:
@@ -388,11 +391,11 @@ class StreamProcessor:
                 for partial in partials:
                     update = self.stage2.add_partial(partial, tp.partition, record.offset)
                     if update is not None:
-                        produced += self._publish_window(update)
+                        produced += self._publish_window(update, emitted_at)
             if records:
                 self._pending_stage2[tp.partition] = records[-1].offset + 1
         for window in self.stage2.close_ready():
-            produced += self._publish_window(window)
+            produced += self._publish_window(window, emitted_at)
             if window.end_ms <= self.evaluated_until.get(window.region, NO_WATERMARK):
                 continue
             self.evaluated_until[window.region] = window.end_ms
@@ -431,11 +434,11 @@ class StreamProcessor:
                 produced += 1
         return produced
 
-    def _publish_window(self, window: ClosedWindow) -> int:
+    def _publish_window(self, window: ClosedWindow, emitted_at: str) -> int:
         stats = WindowStats(
             region=window.region,
-            window_start=_iso(window.start_ms),
-            window_end=_iso(window.end_ms),
+            window_start=format_epoch_ms(window.start_ms),
+            window_end=format_epoch_ms(window.end_ms),
             count=window.count,
             mean_c=window.mean_c if window.mean_c is not None else float("nan"),
             min_c=window.min_c if window.min_c is not None else float("nan"),
@@ -444,7 +447,7 @@ class StreamProcessor:
             late=window.late,
             invalid=window.invalid,
             closed_by=window.closed_by,  # type: ignore[arg-type]
-            emitted_at=format_ts(datetime.now(UTC)),
+            emitted_at=emitted_at,
             sensor_ids=sorted(window.sensors),
         )
         self.producer.send(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.contract import format_ts, parse_timestamp
+from include.contract import format_epoch_ms, format_ts, parse_timestamp
 from include.errors import ClimateWatchError
 from include.events import Alert, alert_id_for
 from streaming.windowing import ClosedWindow
@@ -41,9 +41,20 @@ class RulesConfig:
     lateness_ms: int
     rules: dict[str, dict[str, Any]]
     regions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _merged: dict[tuple[str, str], dict[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def for_region(self, rule: str, region: str) -> dict[str, Any]:
-        return {**self.rules.get(rule, {}), **self.regions.get(region, {}).get(rule, {})}
+        """The rule's settings with the region's overrides (merged once per pair, since
+        every closed window asks; treat the result as read-only)."""
+        merged = self._merged.get((rule, region))
+        if merged is None:
+            merged = self._merged[(rule, region)] = {
+                **self.rules.get(rule, {}),
+                **self.regions.get(region, {}).get(rule, {}),
+            }
+        return merged
 
     @property
     def history_windows(self) -> int:
@@ -148,9 +159,8 @@ def evaluate(window: ClosedWindow, history: RegionHistory, rules: RulesConfig) -
         back = int(change.get("windows_back", 10))
         delta = float(change["delta_c"])
         earliest = start - back * rules.window_ms
-        earlier = [m for s, m in history.means if earliest <= s < start]
-        if earlier:
-            reference = earlier[0]
+        reference = next((m for s, m in history.means if earliest <= s < start), None)
+        if reference is not None:
             difference = mean - reference
             condition(
                 "drastic_change",
@@ -195,10 +205,6 @@ def evaluate(window: ClosedWindow, history: RegionHistory, rules: RulesConfig) -
     return conditions
 
 
-def _iso(ms: int) -> str:
-    return format_ts(datetime.fromtimestamp(ms / 1000, UTC))
-
-
 class AlertTracker:
     """One firing alert per rule and region until its condition clears."""
 
@@ -229,18 +235,20 @@ class AlertTracker:
 
     def update(self, condition: Condition, now: datetime | None = None) -> Alert | None:
         key = (condition.rule, condition.region)
-        emitted_at = format_ts(now or datetime.now(UTC))
         current = self.firing.get(key)
+        if condition.active == (current is not None):
+            return None  # nothing changes: no event (the common case, checked first)
+        emitted_at = format_ts(now or datetime.now(UTC))
         if condition.active and current is None:
             alert = Alert(
                 alert_id=alert_id_for(
-                    condition.rule, condition.region, _iso(condition.window_start_ms)
+                    condition.rule, condition.region, format_epoch_ms(condition.window_start_ms)
                 ),
                 rule=condition.rule,
                 severity=condition.severity,  # type: ignore[arg-type]
                 region=condition.region,
-                window_start=_iso(condition.window_start_ms),
-                window_end=_iso(condition.window_end_ms),
+                window_start=format_epoch_ms(condition.window_start_ms),
+                window_end=format_epoch_ms(condition.window_end_ms),
                 value=condition.value,
                 threshold=condition.threshold,
                 status="firing",
@@ -257,7 +265,7 @@ class AlertTracker:
                 severity=current.severity,
                 region=condition.region,
                 window_start=current.window_start,
-                window_end=_iso(condition.window_end_ms),
+                window_end=format_epoch_ms(condition.window_end_ms),
                 value=condition.value,
                 threshold=condition.threshold,
                 status="resolved",

@@ -127,7 +127,15 @@ class PartitionWindows:
         partial = self.open.get(key)
         if partial is None:
             partial = self.open[key] = Partial(region, start, end, self.partition)
-        partial.add(sensor_id, temperature, offset)
+            partial.first_offset = offset
+        # Partial.add inlined: this runs once per reading
+        partial.count += 1
+        partial.total += temperature
+        if temperature < partial.minimum:
+            partial.minimum = temperature
+        if temperature > partial.maximum:
+            partial.maximum = temperature
+        partial.sensors.add(sensor_id)
         if event_ms > self.max_event_ms:
             self.max_event_ms = event_ms
         self.last_region = region
