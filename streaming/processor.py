@@ -56,12 +56,13 @@ from streaming.rules import (
     evaluate,
     load_rules,
 )
-from streaming.silence import SilenceWatch
+from streaming.silence import SilenceWatch, partition_of
 from streaming.windowing import NO_WATERMARK, ClosedWindow, Partial, PartitionWindows, RegionWindows
 
 log = logging.getLogger("climatewatch.stream")
 
 HEARTBEAT_EVERY_S = 0.5
+POLL_WAIT_MS = 20  # longest wait for readings before the loop looks at the partials again
 UNREADABLE = ("not_json", "not_utf8", "not_object", "oversized")
 
 
@@ -111,7 +112,10 @@ class StreamProcessor:
             self.readings.partitions_for_topic(settings.topic_readings) or ()
         )
         self.stage1: dict[int, _Stage1Partition] = {}
-        self.stage2 = RegionWindows(self.input_partitions)
+        # stage 2, one lane per partials partition: a region's partials and the watermarks
+        # that close its windows must come from the same partition, the only order Kafka
+        # keeps (a heartbeat read on another partition may overtake the region's partials)
+        self.stage2: dict[int, RegionWindows] = {}
         self.histories: dict[str, RegionHistory] = {}
         # rules already ran up to here (per region): windows re-closed after a restart are
         # republished, but never evaluated twice
@@ -126,6 +130,7 @@ class StreamProcessor:
         self.silence = SilenceWatch(started=self.clock())
         self._pending_stage1: dict[int, int] = {}  # partition -> next offset, not yet committed
         self._pending_stage2: dict[int, int] = {}
+        self._partitions: dict[tuple[str, str], int] = {}  # (topic, region key) -> partition
         processor = self
 
         # kafka-python 3 calls listeners on the consumer's IO thread, where a blocking
@@ -160,7 +165,7 @@ class StreamProcessor:
                 processor._flush_and_commit(blocking=False)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                processor.stage2 = RegionWindows(processor.input_partitions)
+                processor.stage2 = {}
                 log.info(
                     "region partitions assigned",
                     extra={"partitions": sorted(tp.partition for tp in assigned)},
@@ -283,12 +288,21 @@ class StreamProcessor:
         for partial in partials:
             by_region.setdefault(partial.region, []).append(partial.to_message())
         for region, items in by_region.items():
-            self.producer.send(
+            self._send_keyed(
                 self.settings.topic_window_partials,
-                key=region.encode(),
-                value=orjson.dumps({"type": "partials", "items": items}),
+                region,
+                orjson.dumps({"type": "partials", "items": items}),
             )
         return len(by_region)
+
+    def _send_keyed(self, topic: str, region: str, value: bytes) -> None:
+        """Send keyed by region to the partition Kafka's default partitioner would pick,
+        remembered per key: kafka-python hashes every key in pure Python (~20 µs)."""
+        target = self._partitions.get((topic, region))
+        if target is None:
+            count = len(self.producer.partitions_for(topic))
+            target = self._partitions[(topic, region)] = partition_of(region, count)
+        self.producer.send(topic, key=region.encode(), value=value, partition=target)
 
     def _to_dlq(
         self, dlq: str, record: Any, rejection: Rejection, windows: PartitionWindows
@@ -375,11 +389,14 @@ class StreamProcessor:
         produced = 0
         emitted_at = format_ts(datetime.now(UTC))  # once per poll: windows close in bursts
         for tp, records in batches.items():
+            lane = self.stage2.get(tp.partition)
+            if lane is None:
+                lane = self.stage2[tp.partition] = RegionWindows(self.input_partitions)
             for record in records:
                 try:
                     body = orjson.loads(record.value)
                     if body.get("type") == "watermark":
-                        self.stage2.add_watermark(
+                        lane.add_watermark(
                             body["source"], body["watermark_ms"], body.get("idle", False)
                         )
                         self.silence.heard(body, self.clock())
@@ -389,12 +406,13 @@ class StreamProcessor:
                     log.exception("unreadable partials skipped", extra={"offset": record.offset})
                     continue
                 for partial in partials:
-                    update = self.stage2.add_partial(partial, tp.partition, record.offset)
+                    update = lane.add_partial(partial, tp.partition, record.offset)
                     if update is not None:
                         produced += self._publish_window(update, emitted_at)
             if records:
                 self._pending_stage2[tp.partition] = records[-1].offset + 1
-        for window in self.stage2.close_ready():
+        closed = [window for lane in self.stage2.values() for window in lane.close_ready()]
+        for window in closed:
             produced += self._publish_window(window, emitted_at)
             if window.end_ms <= self.evaluated_until.get(window.region, NO_WATERMARK):
                 continue
@@ -403,7 +421,8 @@ class StreamProcessor:
             produced += self._alert_on(evaluate(window, history, self.rules))
         produced += self._silence_alerts()
         self.metrics.open_windows.set(
-            len(self.stage2.open) + sum(len(s.windows.open) for s in self.stage1.values())
+            sum(len(lane.open) for lane in self.stage2.values())
+            + sum(len(s.windows.open) for s in self.stage1.values())
         )
         return produced
 
@@ -426,9 +445,7 @@ class StreamProcessor:
         for condition in conditions:
             alert = self.tracker.update(condition)
             if alert is not None:
-                self.producer.send(
-                    self.settings.topic_alerts, key=alert.region.encode(), value=alert.to_json()
-                )
+                self._send_keyed(self.settings.topic_alerts, alert.region, alert.to_json())
                 self.metrics.alerts.labels(alert.rule, alert.status).inc()
                 self.notifier.notify(alert)
                 produced += 1
@@ -450,9 +467,7 @@ class StreamProcessor:
             emitted_at=emitted_at,
             sensor_ids=sorted(window.sensors),
         )
-        self.producer.send(
-            self.settings.topic_window_stats, key=window.region.encode(), value=stats.to_json()
-        )
+        self._send_keyed(self.settings.topic_window_stats, window.region, stats.to_json())
         self.metrics.windows.labels(window.closed_by).inc()
         return 1
 
@@ -477,7 +492,10 @@ class StreamProcessor:
             (self.readings.commit if blocking else self.readings.commit_async)(commits)
             self._pending_stage1.clear()
         if self._pending_stage2:
-            safe = self.stage2.commit_offsets(self._pending_stage2)
+            safe = {
+                p: lane.commit_offsets({p: o})[p] if (lane := self.stage2.get(p)) else o
+                for p, o in self._pending_stage2.items()
+            }
             (self.partials.commit if blocking else self.partials.commit_async)(
                 {
                     TopicPartition(self.settings.topic_window_partials, p): OffsetAndMetadata(
@@ -497,13 +515,13 @@ class StreamProcessor:
         target_partials: dict[Any, int] | None = None
         commit_due = time.monotonic() + 1.0
         while not self.stopping.is_set():
-            produced = self._process_readings(self.readings.poll(timeout_ms=100))
+            # Short waits on both consumers: a stage that blocks on an empty topic delays the
+            # other's records (a 100 ms wait on the partials cost every alert ~100 ms).
+            produced = self._process_readings(self.readings.poll(timeout_ms=POLL_WAIT_MS))
             produced += self._heartbeats()
             # a consumer that is (re)joining its group needs real poll time to finish the join
             joined = bool(self.partials.assignment())
-            produced += self._process_partials(
-                self.partials.poll(timeout_ms=0 if produced and joined else 100)
-            )
+            produced += self._process_partials(self.partials.poll(timeout_ms=0 if joined else 100))
             if time.monotonic() >= commit_due or produced > 20_000:
                 self._flush_and_commit()
                 self._export_lag()

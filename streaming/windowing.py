@@ -116,7 +116,7 @@ class PartitionWindows:
         """Fold one valid reading in; False when it is late (its window already closed)."""
         start = event_ms - event_ms % self.size_ms
         end = start + self.size_ms
-        if end <= self.watermark_ms:
+        if end <= self.max_event_ms - self.lateness_ms:  # the watermark, inlined (hot path)
             key = (region, start)
             late = self.late_partials.get(key)
             if late is None:
@@ -240,7 +240,9 @@ class _RegionWindow:
 
 
 class RegionWindows:
-    """Stage 2: partials of the regions one instance owns, closed on the lowest watermark."""
+    """Stage 2 for one partials partition: the partials of its regions, closed on the
+    lowest watermark that reached this partition (heartbeats go to every partition, after
+    the partials they cover, so a window never closes before its partials are in)."""
 
     def __init__(self, input_partitions: int, keep_closed_ms: int = 6 * 3600 * 1000) -> None:
         self.input_partitions = input_partitions

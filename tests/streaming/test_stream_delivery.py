@@ -136,7 +136,7 @@ def test_two_instances_split_partitions_and_emit_what_one_emits(kafka_settings: 
             time.sleep(0.2)
         produce(shared, records)
         deadline = time.monotonic() + 120
-        while not _same_alerts_but_silence_timing(reference, alert_events(shared)):
+        while not _same_event_time_alerts(reference, alert_events(shared)):
             if time.monotonic() > deadline:
                 break
             time.sleep(1)
@@ -146,7 +146,7 @@ def test_two_instances_split_partitions_and_emit_what_one_emits(kafka_settings: 
         for thread in threads:
             thread.join(timeout=60)
     seen = alert_events(shared)
-    assert _same_alerts_but_silence_timing(reference, seen), (reference, seen)
+    assert _same_event_time_alerts(reference, seen), (reference, seen)
 
 
 def test_an_instance_joining_mid_stream_takes_partitions_from_a_busy_one(
@@ -189,7 +189,7 @@ def test_an_instance_joining_mid_stream_takes_partitions_from_a_busy_one(
             time.sleep(0.2)
         produce(shared, records[half:])
         deadline = time.monotonic() + 120
-        while not _same_alerts_but_silence_timing(reference, alert_events(shared)):
+        while not _same_event_time_alerts(reference, alert_events(shared)):
             assert not errors, f"an instance died: {errors!r}"
             if time.monotonic() > deadline:
                 break
@@ -202,29 +202,20 @@ def test_an_instance_joining_mid_stream_takes_partitions_from_a_busy_one(
             thread.join(timeout=60)
     assert not errors, errors
     seen = alert_events(shared)
-    assert _same_alerts_but_silence_timing(reference, seen), (reference, seen)
+    assert _same_event_time_alerts(reference, seen), (reference, seen)
 
 
-SILENCE_RULES = {"silent_sensor", "region_silent", "input_silent"}
+PROCESSING_TIME_RULES = {"region_silent", "input_silent"}
 
 
-def _same_alerts_but_silence_timing(
+def _same_event_time_alerts(
     reference: set[tuple[str, str, str]], seen: set[tuple[str, str, str]]
 ) -> bool:
-    """Every threshold alert of the single-instance run by id, and the scenario's silent
-    sensor (paris-002) alerted.
+    """The same alerts, by id and status, for every rule judged on event time (heat, cold,
+    drastic change, bad data, silent sensor). Region and input silence are judged on the
+    wall clock, so a live run that sits idle after its data may add them: left out."""
 
-    Other silence alerts depend on how far each partition has progressed when the merge
-    stage looks (a sensor of a partition that is behind can look silent), so one
-    instance and two do not raise exactly the same ones: a known issue, noted on the
-    speed-layer issue. Nothing else may differ or be lost.
-    """
+    def event_time(events: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+        return {e for e in events if e[1] not in PROCESSING_TIME_RULES}
 
-    def by_rule(events: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-        return {(i.rsplit("-", 1)[0], rule, status) for i, rule, status in events}
-
-    exact = {e for e in reference if e[1] not in SILENCE_RULES}
-    threshold_seen = {e for e in seen if e[1] not in SILENCE_RULES}
-    return exact == threshold_seen and ("silent_sensor-paris", "silent_sensor", "firing") in (
-        by_rule(seen)
-    )
+    return event_time(reference) == event_time(seen)

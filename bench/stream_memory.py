@@ -1,0 +1,220 @@
+"""Stream memory over a long run: is the stream's state bounded by open windows, not history?
+
+Preloads readings (default 10,000,000: 1,000 sensors in 20 regions, one reading per sensor
+per minute, so about a week of event time) into a broker of its own, then runs
+`climatewatch stream --until-caught-up` as its own process from offset 0 to the end,
+sampling its resident memory at every tenth of the way. Baseline in the same run: the
+peak RSS of a bare kafka-python consume + orjson loop (its own process) over the same
+data, with the same fetch sizes. Prints both peaks, their ratio, and the stream's RSS
+along the way (flat when state is bounded). --quick: 1,000,000 readings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._broker import start_bench_broker
+from bench.stream_latency import peak_rss_mb
+from include.contract import format_epoch_ms, format_ts
+from include.kafka_clients import make_admin, make_consumer, make_producer
+from include.services import settings_environment
+from include.settings import Settings, load_settings
+from include.simulator import SimulationConfig, generate
+from include.topics import ensure_topics
+
+REGIONS, SENSORS_PER_REGION, INTERVAL_S = 20, 50, 60
+FETCH = {
+    "max_poll_records": 5000,
+    "fetch_max_bytes": 32 * 1024 * 1024,
+    "max_partition_fetch_bytes": 4 * 1024 * 1024,
+}
+
+
+def minute_template(partitions: int) -> list[tuple[int, int, bytes, bytes, bytes]]:
+    """One minute of readings, encoded around their timestamp: (ms into the minute,
+    partition, key, value before the timestamp, value after it)."""
+    from kafka.partitioner.default import murmur2
+
+    origin = datetime(2026, 11, 1, tzinfo=UTC)
+    config = SimulationConfig(
+        regions=REGIONS,
+        sensors_per_region=SENSORS_PER_REGION,
+        start=origin,
+        rate=0,
+        interval_s=INTERVAL_S,
+        count=REGIONS * SENSORS_PER_REGION,
+    )
+    template = []
+    for record in generate(config):
+        ms = (record.event_time - origin) // timedelta(milliseconds=1)
+        before, after = record.value.split(format_ts(record.event_time).encode(), 1)
+        partition = (murmur2(record.key) & 0x7FFFFFFF) % partitions
+        template.append((ms, partition, record.key, before, after))
+    return template
+
+
+def preload_share(settings: Settings, total: int, mine: list[int], start_ms: int) -> None:
+    """Send this process's partitions' share of ``total`` readings, minute after minute."""
+    template = [t for t in minute_template(settings.readings_partitions) if t[1] in mine]
+    producer = make_producer(settings, linger_ms=20, batch_size=512 * 1024)
+    send, topic = producer.send, settings.topic_readings
+    for minute in range(total // (REGIONS * SENSORS_PER_REGION)):
+        base = start_ms + minute * INTERVAL_S * 1000
+        for ms, partition, key, before, after in template:
+            value = before + format_epoch_ms(base + ms).encode() + after
+            send(topic, value=value, key=key, partition=partition)
+    producer.flush(timeout=600)
+    producer.close()
+
+
+def preload(settings: Settings, total: int, processes: int = 2) -> None:
+    start_ms = int(time.time() * 1000) - (total // (REGIONS * SENSORS_PER_REGION) + 60) * 60_000
+    shares = [list(range(settings.readings_partitions))[i::processes] for i in range(processes)]
+    ctx = mp.get_context("spawn")
+    workers = [
+        ctx.Process(target=preload_share, args=(settings, total, s, start_ms)) for s in shares
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        if worker.exitcode:
+            raise SystemExit(f"a preload process failed with exit code {worker.exitcode}")
+
+
+def bare_loop(settings: Settings, total: int) -> None:
+    import orjson
+    from kafka import TopicPartition
+
+    consumer = make_consumer(settings, **FETCH)
+    partitions = [
+        TopicPartition(settings.topic_readings, p) for p in range(settings.readings_partitions)
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    seen = 0
+    while seen < total:
+        for batch in consumer.poll(timeout_ms=500).values():
+            for record in batch:
+                orjson.loads(record.value)
+            seen += len(batch)
+    consumer.close()
+
+
+def measure_bare_loop(settings: Settings, total: int) -> float:
+    ctx = mp.get_context("spawn")
+    process = ctx.Process(target=bare_loop, args=(settings, total))
+    process.start()
+    peak = 0.0
+    while process.is_alive():
+        try:
+            peak = max(peak, peak_rss_mb(process.pid))
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.2)
+    process.join()
+    return peak
+
+
+def consumed(settings: Settings, group: str) -> int:
+    admin = make_admin(settings)
+    try:
+        return sum(o.offset for o in admin.list_consumer_group_offsets(group).values())
+    finally:
+        admin.close()
+
+
+def measure_stream(settings: Settings, total: int) -> dict[str, Any]:
+    env = {**os.environ, **settings_environment(settings)}
+    started = time.monotonic()
+    stream = subprocess.Popen(
+        [str(Path(sys.executable).with_name("climatewatch")), "stream", "--until-caught-up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    along: dict[int, float] = {}
+    peak = 0.0
+    next_check = 0.0
+    while stream.poll() is None:
+        try:
+            rss = (
+                float(
+                    next(
+                        line.split()[1]
+                        for line in Path(f"/proc/{stream.pid}/status").read_text().splitlines()
+                        if line.startswith("VmRSS:")
+                    )
+                )
+                / 1024
+            )
+            peak = max(peak, peak_rss_mb(stream.pid))
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            break
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + 2.0
+            done = consumed(settings, settings.stream_group_id)
+            tenth = min(10, done * 10 // total)
+            along.setdefault(tenth, rss)
+            print(
+                f"\r  stream: {done:,} of {total:,} readings, RSS {rss:,.0f} MB", end="", flush=True
+            )
+        time.sleep(0.2)
+    print()
+    if stream.returncode:
+        raise SystemExit(f"the stream exited with {stream.returncode}")
+    return {"peak": peak, "along": along, "elapsed": time.monotonic() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--readings", type=int)
+    args = parser.parse_args()
+    wanted = args.readings or (1_000_000 if args.quick else 10_000_000)
+    total = wanted - wanted % (REGIONS * SENSORS_PER_REGION)  # whole minutes of the network
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = start_bench_broker(Path(tmp))
+        try:
+            settings = load_settings(
+                bootstrap_servers=broker.bootstrap,
+                data_dir=Path(tmp) / "data",
+                metrics_port=0,
+                idle_timeout_s=5,
+            )
+            ensure_topics(settings)
+            t0 = time.perf_counter()
+            preload(settings, total)
+            print(f"preloaded {total:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)
+            bare_peak = measure_bare_loop(settings, total)
+            stream = measure_stream(settings, total)
+        finally:
+            broker.stop()
+
+    print()
+    print(f"| stream memory, {total:,} readings, 1,000 sensors, 20 regions | value |")
+    print("|---|---|")
+    print(f"| stream peak RSS (MB) (target < 250) | {stream['peak']:,.0f} |")
+    print(f"| baseline: bare consume loop peak RSS (MB) | {bare_peak:,.0f} |")
+    print(f"| ratio stream / bare loop | {stream['peak'] / bare_peak:.2f} |")
+    along = " / ".join(f"{stream['along'][k]:,.0f}" for k in sorted(stream["along"]) if 0 < k < 10)
+    print(f"| stream RSS at each tenth of the run (MB) | {along} |")
+    print(f"| stream rate (readings/s, incl. start) | {total / stream['elapsed']:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
