@@ -127,12 +127,19 @@ def measure_bare_loop(settings: Settings, total: int) -> float:
     return peak
 
 
-def consumed(settings: Settings, group: str) -> int:
-    admin = make_admin(settings)
+def consumed(admin: Any, settings: Settings, group: str) -> int:
+    """Readings the stream has committed so far (0 while its group is still forming)."""
+    from kafka.errors import KafkaError
+
     try:
-        return sum(o.offset for o in admin.list_consumer_group_offsets(group).values())
-    finally:
-        admin.close()
+        offsets = admin.list_group_offsets([group]).get(group, {})
+    except KafkaError:
+        return 0
+    return sum(
+        meta.offset
+        for tp, meta in offsets.items()
+        if tp.topic == settings.topic_readings and meta is not None and meta.offset > 0
+    )
 
 
 def measure_stream(settings: Settings, total: int) -> dict[str, Any]:
@@ -144,6 +151,7 @@ def measure_stream(settings: Settings, total: int) -> dict[str, Any]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    admin = make_admin(settings)
     along: dict[int, float] = {}
     peak = 0.0
     next_check = 0.0
@@ -164,7 +172,7 @@ def measure_stream(settings: Settings, total: int) -> dict[str, Any]:
             break
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + 2.0
-            done = consumed(settings, settings.stream_group_id)
+            done = consumed(admin, settings, settings.stream_group_id)
             tenth = min(10, done * 10 // total)
             along.setdefault(tenth, rss)
             print(
@@ -172,6 +180,7 @@ def measure_stream(settings: Settings, total: int) -> dict[str, Any]:
             )
         time.sleep(0.2)
     print()
+    admin.close()
     if stream.returncode:
         raise SystemExit(f"the stream exited with {stream.returncode}")
     return {"peak": peak, "along": along, "elapsed": time.monotonic() - started}

@@ -97,8 +97,8 @@ class StreamProcessor:
         self.producer = make_producer(settings, linger_ms=5, batch_size=256 * 1024)
         consumer_options = {
             "max_poll_records": 5000,
-            "fetch_max_bytes": 32 * 1024 * 1024,
-            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            "fetch_max_bytes": 8 * 1024 * 1024,
+            "max_partition_fetch_bytes": 1024 * 1024,
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 3_000,
         }

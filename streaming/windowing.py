@@ -20,7 +20,8 @@ Everything here is pure: no Kafka, no clock. Times are integer epoch millisecond
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 NO_WATERMARK = -(2**62)
@@ -85,7 +86,7 @@ class Partial:
             total=body["total"],
             minimum=body["min"] if body["min"] is not None else float("inf"),
             maximum=body["max"] if body["max"] is not None else float("-inf"),
-            sensors=set(body["sensors"]),
+            sensors={sys.intern(sensor) for sensor in body["sensors"]},  # one copy per sensor
             late=body["late"],
             invalid=body["invalid"],
         )
@@ -216,6 +217,26 @@ class _RegionWindow:
     offsets: dict[int, int] = field(
         default_factory=dict
     )  # partials-topic partition -> first offset
+    # once closed, the partials give way to their merge and the sources that sent one:
+    # closed windows are kept for hours (late counts), their sensor sets need not be
+    closed_as: ClosedWindow | None = None
+    sources: frozenset[int] = frozenset()
+
+    def close(self, closed_by: str) -> ClosedWindow:
+        self.closed_as = self.merge(closed_by)
+        self.sources = frozenset(self.partials)
+        self.partials = {}
+        return self.closed_as
+
+    def republish(self) -> ClosedWindow:
+        """The closed window's record again, with the late counts that arrived since."""
+        assert self.closed_as is not None
+        return replace(
+            self.closed_as,
+            late=sum(self.late.values()),
+            closed_by="watermark",
+            republished=True,
+        )
 
     def merge(self, closed_by: str, republished: bool = False) -> ClosedWindow:
         parts = list(self.partials.values())
@@ -279,12 +300,12 @@ class RegionWindows:
             window = self.closed[key]
             if partial.count == 0 and partial.late:
                 window.late[partial.source] = window.late.get(partial.source, 0) + partial.late
-                return window.merge("watermark", republished=True)
-            if partial.source in window.partials:
+                return window.republish()
+            if partial.source in window.sources:
                 return None  # a re-sent partial of a window already published: nothing new
             # readings of a source that was idle when the window closed: late for it
             window.late[partial.source] = window.late.get(partial.source, 0) + partial.count
-            return window.merge("watermark", republished=True)
+            return window.republish()
         window = self.open.get(key)
         if window is None:
             window = self.open[key] = _RegionWindow(
@@ -308,7 +329,7 @@ class RegionWindows:
         for window in ready:
             del self.open[(window.region, window.start_ms)]
             self.closed[(window.region, window.start_ms)] = window
-            results.append(window.merge(closed_by))
+            results.append(window.close(closed_by))
         horizon = watermark - self.keep_closed_ms
         for key in [k for k, w in self.closed.items() if w.end_ms < horizon]:
             del self.closed[key]
