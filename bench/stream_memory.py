@@ -24,14 +24,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._broker import start_bench_broker
+from bench._broker import bench_settings, start_bench_broker
 from bench.stream_latency import peak_rss_mb
 from include.contract import format_epoch_ms, format_ts
 from include.kafka_clients import make_admin, make_consumer, make_producer
 from include.services import settings_environment
-from include.settings import Settings, load_settings
+from include.settings import Settings
 from include.simulator import SimulationConfig, generate
-from include.topics import ensure_topics
 
 REGIONS, SENSORS_PER_REGION, INTERVAL_S = 20, 50, 60
 FETCH = {
@@ -199,13 +198,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         broker = start_bench_broker(Path(tmp))
         try:
-            settings = load_settings(
-                bootstrap_servers=broker.bootstrap,
-                data_dir=Path(tmp) / "data",
-                metrics_port=0,
-                idle_timeout_s=5,
-            )
-            ensure_topics(settings)
+            settings = bench_settings(broker, Path(tmp))
             t0 = time.perf_counter()
             preload(settings, total)
             print(f"preloaded {total:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)

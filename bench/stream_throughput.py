@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._broker import start_bench_broker
+from bench._broker import bench_settings, start_bench_broker
 from include.kafka_clients import make_consumer, make_producer
-from include.settings import load_settings
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics
 
@@ -190,13 +189,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         broker = start_bench_broker(Path(tmp))
         try:
-            settings = load_settings(
-                bootstrap_servers=broker.bootstrap,
-                data_dir=Path(tmp) / "data",
-                metrics_port=0,
-                idle_timeout_s=5,
-            )
-            ensure_topics(settings)
+            settings = bench_settings(broker, Path(tmp))
             t0 = time.perf_counter()
             preload(settings, total)
             print(f"preloaded {total:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)

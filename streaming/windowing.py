@@ -48,17 +48,6 @@ class Partial:
     invalid: int = 0
     first_offset: int | None = None  # earliest input offset folded in (for safe commits)
 
-    def add(self, sensor_id: str, temperature: float, offset: int) -> None:
-        self.count += 1
-        self.total += temperature
-        if temperature < self.minimum:
-            self.minimum = temperature
-        if temperature > self.maximum:
-            self.maximum = temperature
-        self.sensors.add(sensor_id)
-        if self.first_offset is None:
-            self.first_offset = offset
-
     def to_message(self) -> dict[str, Any]:
         return {
             "type": "partial",
@@ -129,7 +118,7 @@ class PartitionWindows:
         if partial is None:
             partial = self.open[key] = Partial(region, start, end, self.partition)
             partial.first_offset = offset
-        # Partial.add inlined: this runs once per reading
+        # fold the reading in (here rather than in a Partial method: once per reading)
         partial.count += 1
         partial.total += temperature
         if temperature < partial.minimum:
