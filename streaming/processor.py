@@ -16,10 +16,12 @@ group, so any number of instances share the work:
 acknowledged (one producer flush, then the commits), and only up to the first record of
 a window that is still open. On revocation a stage commits what is safe and drops its
 state; on assignment it starts empty and re-reads from the committed offset, which
-rebuilds every open window. A crash (kill -9) therefore repeats work, never loses it:
-alert state is rebuilt from the alerts topic at start, so a repeated alert carries the
-same ``alert_id``. Silent-sensor memory starts empty after a restart (no false alarms,
-detection resumes after one silence period).
+rebuilds every open window. The rules' memory of the regions a stage-2 assignment brings
+(who is firing, recent window means, sensors' last windows, which windows were already
+evaluated) is rebuilt from the alerts and window-stats topics, where the previous owner
+flushed everything on revocation, before any of their partials is processed. A crash
+(kill -9) or a rebalance therefore repeats work, never loses it, and a repeated alert
+carries the same ``alert_id``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from include.contract import (
     parse_timestamp,
     parse_window_fields,
 )
+from include.errors import ClimateWatchError
 from include.events import Alert, WindowStats
 from include.kafka_clients import make_consumer, make_producer
 from include.settings import Settings
@@ -63,6 +66,11 @@ log = logging.getLogger("climatewatch.stream")
 
 HEARTBEAT_EVERY_S = 0.5
 POLL_WAIT_MS = 20  # longest wait for readings before the loop looks at the partials again
+# A consumer between revocation and assignment polls this long. kafka-python 3.0.12 applies
+# a join (JoinGroup + SyncGroup) only if it completes while a poll waits for it; one that
+# completes between polls is dropped and the join starts over, a new rebalance for the
+# whole group. Short waits on a busy loop would make every rebalance repeat itself.
+REJOIN_WAIT_MS = 500
 UNREADABLE = ("not_json", "not_utf8", "not_object", "oversized")
 
 
@@ -74,6 +82,47 @@ class _Stage1Partition:
     idle: bool = False
     caught_up: bool = False
     regions_seen: set[str] = field(default_factory=set)
+
+
+def _partitions_of(consumer: Any, topic: str, timeout_s: float = 10.0) -> set[int]:
+    """The topic's partitions, from a fresh metadata fetch (``topics()`` always asks the
+    cluster): a topic created a moment ago may need a retry or two to show up, and a
+    stream that counted no partition would never close a window."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        consumer.topics()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if time.monotonic() > deadline:
+            raise ClimateWatchError(
+                f"topic {topic!r} does not exist: create the topics with 'climatewatch topics "
+                "create' (or check the CLIMATEWATCH_TOPIC_* settings)"
+            )
+        time.sleep(0.1)
+
+
+def _read_tail(consumer: Any, topic: str, keep: int, timeout_s: float) -> list[Any]:
+    """The last ``keep`` records of every partition of ``topic``, in timestamp order."""
+    from kafka import TopicPartition
+
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    if not partitions:
+        return []
+    consumer.assign(partitions)
+    ends = consumer.end_offsets(partitions)
+    begins = consumer.beginning_offsets(partitions)
+    for tp in partitions:
+        consumer.seek(tp, max(begins[tp], ends[tp] - keep))
+    deadline = time.monotonic() + timeout_s
+    records: list[Any] = []
+    while time.monotonic() < deadline and any(
+        consumer.position(tp) < ends[tp] for tp in partitions
+    ):
+        for batch in consumer.poll(timeout_ms=200).values():
+            records.extend(batch)
+    records.sort(key=lambda r: r.timestamp)
+    return records
 
 
 class StreamProcessor:
@@ -108,9 +157,6 @@ class StreamProcessor:
         self.partials = make_consumer(
             settings, group_id=f"{settings.stream_group_id}-regions", **consumer_options
         )
-        self.input_partitions = len(
-            self.readings.partitions_for_topic(settings.topic_readings) or ()
-        )
         self.stage1: dict[int, _Stage1Partition] = {}
         # stage 2, one lane per partials partition: a region's partials and the watermarks
         # that close its windows must come from the same partition, the only order Kafka
@@ -121,9 +167,6 @@ class StreamProcessor:
         # republished, but never evaluated twice
         self.evaluated_until: dict[str, int] = {}
         self.tracker = AlertTracker()
-        self.partials_partitions = sorted(
-            self.partials.partitions_for_topic(settings.topic_window_partials) or ()
-        )
         self._last_heartbeat = 0.0
         self._draining = False
         self._next_silence_check = 0.0
@@ -131,6 +174,8 @@ class StreamProcessor:
         self._pending_stage1: dict[int, int] = {}  # partition -> next offset, not yet committed
         self._pending_stage2: dict[int, int] = {}
         self._partitions: dict[tuple[str, str], int] = {}  # (topic, region key) -> partition
+        self._stage2_assigned: set[int] | None = None  # set by the listener, read by the loop
+        self._stage1_rejoining = self._stage2_rejoining = True  # see REJOIN_WAIT_MS
         processor = self
 
         # kafka-python 3 calls listeners on the consumer's IO thread, where a blocking
@@ -140,6 +185,7 @@ class StreamProcessor:
         # commit and repeats alerts with the same ids, which is the guarantee anyway.
         class Stage1Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
+                processor._stage1_rejoining = True
                 processor._flush_and_commit(blocking=False)
                 for tp in revoked:
                     processor.stage1.pop(tp.partition, None)
@@ -149,6 +195,7 @@ class StreamProcessor:
                 )
 
             def on_partitions_assigned(self, assigned: Any) -> None:
+                processor._stage1_rejoining = False
                 for tp in assigned:
                     processor.stage1[tp.partition] = _Stage1Partition(
                         PartitionWindows(
@@ -162,10 +209,14 @@ class StreamProcessor:
 
         class Stage2Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
+                processor._stage2_rejoining = True
                 processor._flush_and_commit(blocking=False)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                processor.stage2 = {}
+                # the rebuild itself waits for the main loop: this runs on the client's
+                # IO thread, and the loop may be in the middle of a batch
+                processor._stage2_assigned = {tp.partition for tp in assigned}
+                processor._stage2_rejoining = False
                 log.info(
                     "region partitions assigned",
                     extra={"partitions": sorted(tp.partition for tp in assigned)},
@@ -173,12 +224,35 @@ class StreamProcessor:
 
         self.readings.subscribe([settings.topic_readings], listener=Stage1Listener())
         self.partials.subscribe([settings.topic_window_partials], listener=Stage2Listener())
+        # Counted after subscribing: the metadata fetch then also tells the group
+        # coordinator the topic's partitions before its first join. The other way round,
+        # a group leader joins with no partitions known, must rejoin at once, and
+        # kafka-python 3.0.12 can lose that second join's assignment when the poll that
+        # started it returns first: the partitions then stay "pending revocation", and
+        # are never fetched again.
+        self.input_partitions = len(_partitions_of(self.readings, settings.topic_readings))
+        self.partials_partitions = sorted(
+            _partitions_of(self.partials, settings.topic_window_partials)
+        )
 
-    # --- state restored at start ---------------------------------------------------------
-    def restore_state(self, timeout_s: float = 30.0) -> int:
-        """Replay the alerts topic (who is firing) and recent window stats (rule history)."""
-        from kafka import TopicPartition
+    # --- the rules' memory, rebuilt on every stage-2 assignment ----------------------------
+    def restore_state(self, owned: set[int], timeout_s: float = 30.0) -> int:
+        """Rebuild the rules' memory of the regions whose partials partitions are ``owned``
+        from the outputs: the alerts topic says who is firing, the
+        recent window stats give the means, sensors and windows already evaluated.
 
+        Everything known before is dropped: for the regions kept, the topics hold at least
+        what this instance knew (it flushed on revocation); the others are not ours now.
+        """
+
+        partials_count = len(self.partials_partitions)
+
+        def ours(region: str) -> bool:
+            return partition_of(region, partials_count) in owned
+
+        self.histories = {}
+        self.evaluated_until = {}
+        self.tracker.firing.clear()
         consumer = make_consumer(self.settings)
         restored = 0
         try:
@@ -186,44 +260,18 @@ class StreamProcessor:
                 (self.settings.topic_window_stats, 2000),
                 (self.settings.topic_alerts, 20_000),
             ):
-                partitions = [
-                    TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-                ]
-                if not partitions:
-                    continue
-                consumer.assign(partitions)
-                ends = consumer.end_offsets(partitions)
-                begins = consumer.beginning_offsets(partitions)
-                for tp in partitions:
-                    consumer.seek(tp, max(begins[tp], ends[tp] - keep))
-                deadline = time.monotonic() + timeout_s
-                records = []
-                while time.monotonic() < deadline and any(
-                    consumer.position(tp) < ends[tp] for tp in partitions
-                ):
-                    for batch in consumer.poll(timeout_ms=200).values():
-                        records.extend(batch)
-                records.sort(key=lambda r: r.timestamp)
+                records = _read_tail(consumer, topic, keep, timeout_s)
                 for record in records:
                     try:
                         if topic == self.settings.topic_alerts:
-                            self.tracker.restore(Alert.from_json(record.value))
+                            alert = Alert.from_json(record.value)
+                            if ours(alert.region):
+                                self.tracker.restore(alert)
+                                restored += 1
                         else:
                             stats = WindowStats.from_json(record.value)
-                            start = parse_timestamp(stats.window_start)
-                            end = parse_timestamp(stats.window_end)
-                            if isinstance(start, Rejection) or isinstance(end, Rejection):
-                                continue
-                            history = self.histories.setdefault(stats.region, RegionHistory())
-                            if stats.count:
-                                history.means.append((int(start.timestamp() * 1000), stats.mean_c))
-                            end_ms = int(end.timestamp() * 1000)
-                            if end_ms > self.evaluated_until.get(stats.region, NO_WATERMARK):
-                                self.evaluated_until[stats.region] = end_ms
-                            for sensor in stats.sensor_ids or ():
-                                if end_ms > history.sensor_last_seen_ms.get(sensor, end_ms - 1):
-                                    history.sensor_last_seen_ms[sensor] = end_ms
-                        restored += 1
+                            if ours(stats.region):
+                                restored += self._remember_window(stats)
                     except Exception:  # a record of another shape is not ours to judge here
                         continue
         finally:
@@ -234,8 +282,33 @@ class StreamProcessor:
             ordered = sorted(set(history.means))
             history.means.clear()
             history.means.extend(ordered)
-        log.info("state restored", extra={"records": restored, "firing": len(self.tracker.firing)})
+        log.info(
+            "rule state restored",
+            extra={
+                "records": restored,
+                "regions": len(self.histories),
+                "firing": len(self.tracker.firing),
+                "partitions": sorted(owned),
+            },
+        )
         return restored
+
+    def _remember_window(self, stats: WindowStats) -> int:
+        """Fold one published window into its region's history, as the rules saw it."""
+        start = parse_timestamp(stats.window_start)
+        end = parse_timestamp(stats.window_end)
+        if isinstance(start, Rejection) or isinstance(end, Rejection):
+            return 0
+        history = self.histories.setdefault(stats.region, RegionHistory())
+        if stats.count:
+            history.means.append((int(start.timestamp() * 1000), stats.mean_c))
+        end_ms = int(end.timestamp() * 1000)
+        if end_ms > self.evaluated_until.get(stats.region, NO_WATERMARK):
+            self.evaluated_until[stats.region] = end_ms
+        for sensor in stats.sensor_ids or ():
+            if end_ms > history.sensor_last_seen_ms.get(sensor, end_ms - 1):
+                history.sensor_last_seen_ms[sensor] = end_ms
+        return 1
 
     # --- stage 1 -------------------------------------------------------------------------
     def _process_readings(self, batches: dict[Any, list[Any]]) -> int:
@@ -510,18 +583,26 @@ class StreamProcessor:
     def run(self, *, until_caught_up: bool = False, max_runtime_s: float | None = None) -> None:
         """Process until stopped (SIGTERM/SIGINT), or until everything present at start is done."""
         started = time.monotonic()
-        self.restore_state()
         target_readings: dict[Any, int] | None = None
         target_partials: dict[Any, int] | None = None
         commit_due = time.monotonic() + 1.0
         while not self.stopping.is_set():
             # Short waits on both consumers: a stage that blocks on an empty topic delays the
             # other's records (a 100 ms wait on the partials cost every alert ~100 ms).
-            produced = self._process_readings(self.readings.poll(timeout_ms=POLL_WAIT_MS))
+            produced = self._process_readings(
+                self.readings.poll(
+                    timeout_ms=REJOIN_WAIT_MS if self._stage1_rejoining else POLL_WAIT_MS
+                )
+            )
             produced += self._heartbeats()
-            # a consumer that is (re)joining its group needs real poll time to finish the join
-            joined = bool(self.partials.assignment())
-            produced += self._process_partials(self.partials.poll(timeout_ms=0 if joined else 100))
+            partials = self.partials.poll(
+                timeout_ms=REJOIN_WAIT_MS if self._stage2_rejoining else 0
+            )
+            if self._stage2_assigned is not None:  # before any record of the new assignment
+                owned, self._stage2_assigned = self._stage2_assigned, None
+                self.stage2 = {}
+                self.restore_state(owned)
+            produced += self._process_partials(partials)
             if time.monotonic() >= commit_due or produced > 20_000:
                 self._flush_and_commit()
                 self._export_lag()

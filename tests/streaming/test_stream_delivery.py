@@ -8,15 +8,18 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from include.regions import regions
 from include.settings import Settings
 from include.topics import ensure_topics
 from streaming.processor import StreamProcessor
+from streaming.silence import partition_of
 from tests.conftest import settings_env
-from tests.streaming.helpers import alerts, produce, scenario
+from tests.streaming.helpers import SCENARIO_START, alerts, produce, scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -203,6 +206,80 @@ def test_an_instance_joining_mid_stream_takes_partitions_from_a_busy_one(
     assert not errors, errors
     seen = alert_events(shared)
     assert _same_event_time_alerts(reference, seen), (reference, seen)
+
+
+def test_a_firing_alert_survives_its_region_moving_to_a_running_instance(
+    kafka_settings: Settings,
+) -> None:
+    """A heat wave fires on one instance; that instance leaves while it still burns; the
+    instance already running takes the region over and resolves the *same* alert, never
+    fires a second one: the rules' memory moves with the partition, not only at start."""
+    shared = fresh_topics(kafka_settings)
+    errors: list[BaseException] = []
+
+    def run(processor: StreamProcessor) -> None:
+        try:
+            processor.run(max_runtime_s=240)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def owned(processor: StreamProcessor) -> set[int]:
+        return {tp.partition for tp in processor.partials.assignment()}
+
+    def wait_for(what: str, condition: object, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():  # type: ignore[operator]
+            assert not errors, f"an instance died: {errors!r}"
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+    # the survivor starts first, on empty topics: whatever it restores at start is nothing
+    survivor = StreamProcessor(shared)
+    leaver = StreamProcessor(shared)
+    threads = [threading.Thread(target=run, args=(p,)) for p in (survivor, leaver)]
+    threads[0].start()
+    try:
+        wait_for("the first instance never joined", lambda: owned(survivor))
+        threads[1].start()
+        wait_for("the merge stage was never split", lambda: owned(survivor) and owned(leaver))
+        partitions = len(leaver.partials_partitions)
+        region = next(
+            r.name for r in regions(4) if partition_of(r.name, partitions) in owned(leaver)
+        )
+        records = scenario(
+            regions=4,
+            duration_s=60 * 60,
+            heat_wave=region,
+            heat_wave_at_s=900,
+            heat_wave_for_s=1800,
+        )
+        handover = SCENARIO_START + timedelta(seconds=1800)  # in the middle of the heat wave
+        produce(shared, [r for r in records if r.event_time < handover])
+
+        def heat(status: str) -> list:
+            return [a for a in alerts(shared) if a.rule == "heat" and a.status == status]
+
+        wait_for("the heat wave never fired", lambda: heat("firing"), timeout_s=120)
+        assert {a.region for a in heat("firing")} == {region}
+        leaver.stop()
+        threads[1].join(timeout=60)
+        wait_for(
+            "the survivor never took the merge stage over",
+            lambda: len(owned(survivor)) == partitions,
+        )
+        produce(shared, [r for r in records if r.event_time >= handover])
+        wait_for("the heat wave never resolved", lambda: heat("resolved"), timeout_s=120)
+    finally:
+        survivor.stop()
+        leaver.stop()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not errors, errors
+    heat_alerts = [a for a in alerts(shared) if a.rule == "heat"]
+    assert {(a.alert_id, a.status) for a in heat_alerts} == {
+        (heat_alerts[0].alert_id, "firing"),
+        (heat_alerts[0].alert_id, "resolved"),
+    }, [(a.alert_id, a.status, a.window_start) for a in heat_alerts]
 
 
 PROCESSING_TIME_RULES = {"region_silent", "input_silent"}
