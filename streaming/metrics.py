@@ -30,6 +30,16 @@ class StreamMetrics:
         self.open_windows = Gauge(
             "climatewatch_stream_open_windows", "Windows open in this instance.", registry=r
         )
+        self.paused = Gauge(
+            "climatewatch_stream_paused_partitions",
+            "Input partitions paused because their event time ran ahead (backlog only).",
+            registry=r,
+        )
+        self.pauses = Counter(
+            "climatewatch_stream_partition_pauses",
+            "Times an input partition was paused to let the slowest one catch up.",
+            registry=r,
+        )
         self.windows = Counter(
             "climatewatch_stream_windows_closed",
             "Regional windows published, by what closed them.",

@@ -60,11 +60,19 @@ from streaming.rules import (
     load_rules,
 )
 from streaming.silence import SilenceWatch, partition_of
-from streaming.windowing import NO_WATERMARK, ClosedWindow, Partial, PartitionWindows, RegionWindows
+from streaming.windowing import (
+    NO_WATERMARK,
+    ClosedWindow,
+    Partial,
+    PartitionWindows,
+    RegionWindows,
+    alignment,
+)
 
 log = logging.getLogger("climatewatch.stream")
 
 HEARTBEAT_EVERY_S = 0.5
+ALIGN_WINDOWS = 10  # how many windows a partition's event time may run ahead of the slowest
 POLL_WAIT_MS = 20  # longest wait for readings before the loop looks at the partials again
 # A consumer between revocation and assignment polls this long. kafka-python 3.0.12 applies
 # a join (JoinGroup + SyncGroup) only if it completes while a poll waits for it; one that
@@ -100,6 +108,21 @@ def _partitions_of(consumer: Any, topic: str, timeout_s: float = 10.0) -> set[in
                 "create' (or check the CLIMATEWATCH_TOPIC_* settings)"
             )
         time.sleep(0.1)
+
+
+def _release_parked_records(consumer: Any) -> None:
+    """Work around kafka-python 3.0.12 losing resumed partitions.
+
+    Records buffered for a partition when it is paused are parked, and handed back after
+    ``resume`` only while the fetcher's current-records slot is None; but an exhausted
+    slot stays behind as an empty object, and a parked partition is never fetched again:
+    the stream stalls for good. Emptying the exhausted slot lets the next poll hand the
+    parked records back. Guarded, so a fixed or reshaped client is left alone.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    current = getattr(fetcher, "_next_partition_records", None)
+    if current is not None and not current and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
 
 
 def _read_tail(consumer: Any, topic: str, keep: int, timeout_s: float) -> list[Any]:
@@ -418,6 +441,30 @@ class StreamProcessor:
             state.regions_seen.clear()
         return sent
 
+    def _align_partitions(self, now: float) -> None:
+        """Pause the input partitions whose event time ran ahead on a backlog (see
+        :func:`streaming.windowing.alignment`); a live stream, caught up, never pauses."""
+        from kafka import TopicPartition
+
+        own = {p: s.windows.watermark_ms for p, s in self.stage1.items() if not s.caught_up}
+        others: dict[int, int] = {}
+        for lane in self.stage2.values():
+            for source, watermark in lane.watermarks.items():
+                caught_up, _, heard_at = self.silence.sources.get(source, (True, 0.0, 0.0))
+                if source in self.stage1 or caught_up or now - heard_at > 10:
+                    continue  # ours (known first-hand), nothing left to read, or gone quiet
+                others[source] = max(watermark, others.get(source, NO_WATERMARK))
+        topic = self.settings.topic_readings
+        paused = {tp.partition for tp in self.readings.paused() if tp.topic == topic}
+        pause, resume = alignment(own, others, paused, self.rules.window_ms * ALIGN_WINDOWS)
+        if pause:
+            self.readings.pause(*(TopicPartition(topic, p) for p in sorted(pause)))
+            self.metrics.pauses.inc(len(pause))
+        if resume:
+            self.readings.resume(*(TopicPartition(topic, p) for p in sorted(resume)))
+        _release_parked_records(self.readings)
+        self.metrics.paused.set(len(paused | pause) - len(resume))
+
     def _send_heartbeat(self, partition: int, state: _Stage1Partition, now: float) -> int:
         message = orjson.dumps(
             {
@@ -595,6 +642,7 @@ class StreamProcessor:
                 )
             )
             produced += self._heartbeats()
+            self._align_partitions(self.clock())  # after every poll: one poll may jump far
             partials = self.partials.poll(
                 timeout_ms=REJOIN_WAIT_MS if self._stage2_rejoining else 0
             )

@@ -332,3 +332,26 @@ class RegionWindows:
                 if partition in commits and offset < commits[partition]:
                     commits[partition] = offset
         return commits
+
+
+def alignment(
+    own: dict[int, int], others: dict[int, int], paused: set[int], max_ahead_ms: int
+) -> tuple[set[int], set[int]]:
+    """Watermark alignment: which of this instance's input partitions to pause, which to
+    resume. Both maps hold the watermarks of partitions still reading a backlog (caught-up
+    ones have nothing to wait for): ``own`` this instance's, ``others`` the rest, from
+    their heartbeats.
+
+    On a backlog, Kafka clients drain partitions at equal bytes, not equal event time, so
+    a partition with fewer sensors races ahead; every window between the slowest and the
+    fastest then stays open in stage 2 and memory grows with the skew. A partition more
+    than ``max_ahead_ms`` ahead of the slowest is paused, and resumed once within half of
+    that (no flapping at the edge).
+    """
+    marks = [w for w in (*own.values(), *others.values()) if w != NO_WATERMARK]
+    if not marks:
+        return set(), set(paused)
+    floor = min(marks)
+    pause = {p for p, w in own.items() if p not in paused and w > floor + max_ahead_ms}
+    resume = {p for p in paused if own.get(p, NO_WATERMARK) <= floor + max_ahead_ms // 2}
+    return pause, resume

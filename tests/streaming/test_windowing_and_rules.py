@@ -8,7 +8,14 @@ import pytest
 
 from include.errors import ClimateWatchError
 from streaming.rules import AlertTracker, RegionHistory, evaluate, load_rules
-from streaming.windowing import ClosedWindow, Partial, PartitionWindows, RegionWindows
+from streaming.windowing import (
+    NO_WATERMARK,
+    ClosedWindow,
+    Partial,
+    PartitionWindows,
+    RegionWindows,
+    alignment,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -112,6 +119,22 @@ def test_idle_sources_do_not_hold_back_the_watermark() -> None:
     regions.add_watermark(1, 4 * MIN)
     regions.add_watermark(2, -1, idle=True)
     assert regions.watermark_ms == 4 * MIN
+
+
+def test_alignment_pauses_a_partition_running_ahead_and_resumes_it_within_half() -> None:
+    minute = 60_000
+    ahead = 10 * minute
+    # partition 2 is 11 minutes ahead of the slowest (partition 0): paused
+    assert alignment({0: 0, 1: 5 * minute, 2: 11 * minute}, {}, set(), ahead) == ({2}, set())
+    # still 6 minutes ahead: stays paused (no flapping at the edge)
+    assert alignment({0: 5 * minute, 2: 11 * minute}, {}, {2}, ahead) == (set(), set())
+    # within half of the limit: resumed
+    assert alignment({0: 6 * minute, 2: 11 * minute}, {}, {2}, ahead) == (set(), {2})
+    # the slowest partition may belong to another instance (its heartbeats say where it is)
+    assert alignment({3: 11 * minute}, {0: 0}, set(), ahead) == ({3}, set())
+    # a partition with nothing read yet holds nobody back; nothing left behind: all resume
+    assert alignment({0: NO_WATERMARK, 1: 0}, {}, set(), ahead) == (set(), set())
+    assert alignment({}, {}, {1, 4}, ahead) == (set(), {1, 4})
 
 
 def test_heat_fires_once_then_resolves_with_the_same_id() -> None:
