@@ -2,7 +2,7 @@
 archiver, with brokers, stream instances and archiver runs killed, frozen and restarted.
 
 ``bench/chaos.py`` (``make chaos``) runs every scenario and prints one table row each;
-``tests/include/test_chaos.py`` runs the smaller broker-kill scenario. Each scenario:
+``tests/bench/test_chaos.py`` runs the smaller broker-kill scenario. Each scenario:
 
 1. starts a fresh 3-node :class:`LocalCluster` in a temporary directory and creates the
    topics (replication 3, ``min.insync.replicas`` 2);
@@ -343,7 +343,7 @@ class Harness:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "include.cli", *args],
+                [sys.executable, "-m", "include.ops.cli", *args],
                 cwd=ROOT,
                 env=self.env(**env),
                 stdout=out,
@@ -476,7 +476,7 @@ class Harness:
                 process.kill()
 
     def archive_until_caught_up(self) -> None:
-        from warehouse.archive import archive_status
+        from warehouse.archive.run import archive_status
 
         s = self.require_settings()
         deadline = time.monotonic() + self.options.archive_timeout_s

@@ -5,7 +5,7 @@ starts on free ports in a temporary directory, then measures, each in its own pr
 so that peak RSS is its own:
 
 (a) baseline: a bare kafka-python loop that consumes every record and decodes its JSON;
-(b) the archiver (``warehouse.archive.archive_topic``) validating every record with the
+(b) the archiver (``warehouse.archive.run.archive_topic``) validating every record with the
     reading contract and writing the Hive-partitioned Parquet archive and its ledger,
     in one process with the default batch size, with a smaller one (peak RSS follows
     the batch size, not the backlog), and with two partitions at a time in two
@@ -95,7 +95,7 @@ def phase_bare(settings) -> dict:  # type: ignore[no-untyped-def]
     import orjson
     from kafka import TopicPartition
 
-    from warehouse.archive import make_archive_consumer
+    from warehouse.archive.run import make_archive_consumer
 
     consumer = make_archive_consumer(settings)
     topic = settings.topic_readings
@@ -122,7 +122,7 @@ def phase_archive(settings, batch_records: int, workers: int) -> dict:  # type: 
     import pyarrow as pa
     import pyarrow.parquet
 
-    from warehouse.archive import archive_topic
+    from warehouse.archive.run import archive_topic
 
     pa.array(["warm up"])  # library imports and first-use set-up: excluded like in (a)
     began = time.perf_counter()

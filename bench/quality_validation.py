@@ -4,7 +4,7 @@ Writes the archive as the archiver lays it out (6 partitions, batches of
 ``archive_batch_records`` readings, one file per batch, date and region, one ledger entry
 per batch), then, each phase in its own process so its peak RSS is its own:
 
-(a) baseline: read every batch the way validation does (``warehouse.quality.load_batch``:
+(a) baseline: read every batch the way validation does (``warehouse.quality.validate.load_batch``:
     its files, filtered to its offsets, region from the Hive path) — the floor any
     validation of these files pays;
 (b) ``validate_batches``: the whole suite with Great Expectations on every batch, results
@@ -54,8 +54,8 @@ def generate(workdir: Path, minutes: int) -> int:
     import pyarrow.parquet as pq
 
     from include.regions import DEFAULT_REGIONS
-    from warehouse.archive import batch_file_name, data_path, dataset_schema
-    from warehouse.ledger import ArchivedFile, Ledger, LedgerEntry
+    from warehouse.archive.ledger import ArchivedFile, Ledger, LedgerEntry
+    from warehouse.archive.run import batch_file_name, data_path, dataset_schema
 
     settings = bench_settings(workdir)
     root = Path(settings.archive_root)
@@ -117,8 +117,8 @@ def generate(workdir: Path, minutes: int) -> int:
 
 
 def phase_load(workdir: Path) -> dict:
-    from warehouse.ledger import Ledger
-    from warehouse.quality import load_batch
+    from warehouse.archive.ledger import Ledger
+    from warehouse.quality.validate import load_batch
 
     settings = bench_settings(workdir)
     started = time.perf_counter()
@@ -130,7 +130,7 @@ def phase_load(workdir: Path) -> dict:
 
 
 def phase_validate(workdir: Path) -> dict:
-    from warehouse.quality import validate_batches
+    from warehouse.quality.validate import validate_batches
 
     started = time.perf_counter()
     run = validate_batches(bench_settings(workdir), publish=False, progress=lambda _: None)

@@ -34,7 +34,7 @@ from bench._broker import start_bench_broker
 from include.contract import Reading, reading_key, serialize_reading
 from include.events import Alert
 from include.kafka_clients import make_consumer, make_producer
-from include.services import settings_environment
+from include.ops.stack import settings_environment
 from include.settings import load_settings
 from include.topics import ensure_topics
 

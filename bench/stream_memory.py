@@ -28,7 +28,7 @@ from bench._broker import bench_settings, start_bench_broker
 from bench.stream_latency import peak_rss_mb
 from include.contract import format_epoch_ms, format_ts
 from include.kafka_clients import make_admin, make_consumer, make_producer
-from include.services import settings_environment
+from include.ops.stack import settings_environment
 from include.settings import Settings
 from include.simulator import SimulationConfig, generate
 

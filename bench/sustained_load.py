@@ -54,8 +54,8 @@ from include.contract import format_ts
 from include.events import Alert
 from include.kafka_clients import make_admin, make_consumer, make_producer
 from include.kafka_local import free_port
+from include.ops.stack import settings_environment
 from include.regions import regions
-from include.services import settings_environment
 from include.settings import Settings, load_settings
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics

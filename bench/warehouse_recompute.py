@@ -5,7 +5,7 @@ out like the archiver's (``readings/date=…/region=…/``, zstd, 122,880-row gr
 sensors, 20 regions, 60 days) with DuckDB itself, plus one ledger entry per day. Then,
 each phase in its own process so that its peak RSS is its own:
 
-(a) full rebuild of the warehouse (``warehouse.stats.rebuild``: sensor_daily,
+(a) full rebuild of the warehouse (``warehouse.stats.recompute.rebuild``: sensor_daily,
     regional_hourly and regional_daily with percentiles, reconciliation, coverage and
     anomaly) — target under 30 s for 100M;
 (b) incremental recompute after a new batch for one day in the middle of the range
@@ -65,7 +65,7 @@ def generate(workdir: Path, readings: int) -> float:
     """Write the archive one day at a time with DuckDB (bounded memory); returns seconds."""
     import duckdb
 
-    from warehouse.ledger import ArchivedFile, Ledger, LedgerEntry
+    from warehouse.archive.ledger import ArchivedFile, Ledger, LedgerEntry
 
     root = workdir / "data" / "archive"
     (root / "readings").mkdir(parents=True)
@@ -119,7 +119,7 @@ def add_late_batch(workdir: Path, day: int, rows: int) -> None:
     """A new archived batch of ``rows`` readings for one day (what a late batch looks like)."""
     import duckdb
 
-    from warehouse.ledger import ArchivedFile, Ledger, LedgerEntry
+    from warehouse.archive.ledger import ArchivedFile, Ledger, LedgerEntry
 
     root = workdir / "data" / "archive"
     con = duckdb.connect()
@@ -155,14 +155,14 @@ def subset_files(workdir: Path, subset: int, readings: int) -> list[str]:
 
 # --- phases (each in its own process) ----------------------------------------------------------
 def phase_rebuild(workdir: Path, readings: int) -> dict:
-    from warehouse.stats import rebuild
+    from warehouse.stats.recompute import rebuild
 
     result = rebuild(bench_settings(workdir, readings))
     return {"seconds": result.seconds, "models": result.model_seconds, "rss": peak_rss_mb()}
 
 
 def phase_incremental(workdir: Path, readings: int) -> dict:
-    from warehouse.stats import recompute
+    from warehouse.stats.recompute import recompute
 
     result = recompute(bench_settings(workdir, readings))
     return {

@@ -56,7 +56,7 @@ def _archive_settings() -> Any:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     from include.settings import load_settings
-    from warehouse.archive import kafka_overrides_from_extra
+    from warehouse.archive.run import kafka_overrides_from_extra
 
     try:
         connection = Connection.get("kafka_default")
@@ -79,7 +79,7 @@ def archive_readings() -> None:
     @task
     def readings_partitions() -> list[int]:
         """The partitions of the readings topic: one archive task each."""
-        from warehouse.archive import partitions_of
+        from warehouse.archive.run import partitions_of
 
         settings = _archive_settings()
         return partitions_of(settings, settings.topic_readings)
@@ -87,7 +87,7 @@ def archive_readings() -> None:
     @task(max_active_tis_per_dagrun=4)
     def archive_partition(partition: int) -> dict[str, Any]:
         """Archive one readings partition from the ledger's next offset to its current end."""
-        from warehouse.archive import archive_partition as archive
+        from warehouse.archive.run import archive_partition as archive
 
         settings = _archive_settings()
         return archive(settings, settings.topic_readings, partition).to_dict()
@@ -95,7 +95,7 @@ def archive_readings() -> None:
     @task
     def archive_speed_layer_topics() -> list[dict[str, Any]]:
         """Archive the alerts and window-stats topics (few records: one task)."""
-        from warehouse.archive import archive_topic
+        from warehouse.archive.run import archive_topic
 
         settings = _archive_settings()
         results = []
@@ -106,7 +106,7 @@ def archive_readings() -> None:
     @task
     def compact_closed_days() -> dict[str, Any]:
         """Merge the small files of days no batch added to for a while."""
-        from warehouse.compaction import compact
+        from warehouse.archive.compaction import compact
 
         settings = _archive_settings()
         closed_after = timedelta(minutes=settings.archive_compact_after_minutes)
@@ -123,7 +123,7 @@ def archive_readings() -> None:
         """Write the ledger summary (``_summary.json``); the Asset event names the new batches."""
         import logging
 
-        from warehouse.archive import run_totals, write_ledger_summary
+        from warehouse.archive.run import run_totals, write_ledger_summary
 
         settings = _archive_settings()
         run = run_totals([*readings, *speed_layer]) | {

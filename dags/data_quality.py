@@ -4,7 +4,7 @@
 Runs whenever `archive_readings` updates the archive (scheduled on the
 `climatewatch_archive` Asset) and validates exactly the batches of readings archived
 since the last validation (the archive's offset ledger says which), against the suite in
-`warehouse/expectations.py`: schema, completeness, validity (physical limits, the
+`warehouse/quality/expectations.py`: schema, completeness, validity (physical limits, the
 region's plausible band, humidity, known regions), uniqueness of (sensor, time),
 timeliness and volume. Each expectation is *critical* or a *warning*.
 
@@ -47,7 +47,7 @@ def data_quality() -> None:
     def validate_new_batches(*, outlet_events: Any = None) -> dict[str, Any]:
         """Validate, record, quarantine and alert; never raises for failed expectations."""
         from include.settings import load_settings
-        from warehouse.quality import validate_batches
+        from warehouse.quality.validate import validate_batches
 
         run = validate_batches(load_settings()).to_dict()
         if outlet_events is not None:
@@ -66,7 +66,7 @@ def data_quality() -> None:
         """
         from airflow.sdk.exceptions import AirflowFailException
 
-        from warehouse.quality import critical_failure_message
+        from warehouse.quality.validate import critical_failure_message
 
         message = critical_failure_message(run)
         if message:

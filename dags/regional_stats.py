@@ -50,7 +50,7 @@ def regional_stats() -> None:
     def recompute_statistics(*, outlet_events: Any = None) -> dict[str, Any]:
         """Recompute the dates new archive batches touched, then swap the warehouse in."""
         from include.settings import load_settings
-        from warehouse.stats import recompute
+        from warehouse.stats.recompute import recompute
 
         result = recompute(load_settings()).to_dict()
         if outlet_events is not None:
@@ -65,7 +65,7 @@ def regional_stats() -> None:
     def summarize_reconciliation(result: dict[str, Any]) -> dict[str, Any]:
         """Per recomputed date: windows that agree, are explained by late data, or are not."""
         from include.settings import load_settings
-        from warehouse.reconcile import log_reconciliation
+        from warehouse.stats.reconcile import log_reconciliation
 
         return log_reconciliation(load_settings(), result["dates"])
 

@@ -1,6 +1,7 @@
-"""Shared contracts, settings and infrastructure helpers for ClimateWatch.
+"""The ground floor: contracts, settings and clients that every part of ClimateWatch shares.
 
-The speed layer (`streaming`), the batch layer (`warehouse`, `dags`) and the command
-line import from here; only the command line (`include.cli`, the composition root)
-imports them back.
+Modules here import only each other (and libraries). The one exception is
+:mod:`include.ops`, the top floor: the command line, the demo, the local stack and the
+Airflow UI page, which stand on the speed and batch layers and wire them together.
+A test (``tests/test_layers.py``) holds the code to this rule.
 """

@@ -231,7 +231,43 @@ class Settings(BaseSettings):
 
     @property
     def kafka_state_dir(self) -> Path:
+        """State of the local broker or cluster (``climatewatch kafka start``)."""
         return self.data_dir / "kafka"
+
+    @property
+    def quality_dir(self) -> Path:
+        """Data quality's results, summary and Data Docs."""
+        return self.data_dir / "quality"
+
+    @property
+    def quality_results_dir(self) -> Path:
+        """One JSON validation result per archive batch."""
+        return self.quality_dir / "results"
+
+    @property
+    def quality_summary_path(self) -> Path:
+        """Per-batch, per-expectation summary that the warehouse's ``quality_results`` reads."""
+        return self.quality_dir / "summary.parquet"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        """Great Expectations' static Data Docs site."""
+        return self.quality_dir / "data_docs"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Daily climate reports, one folder per day, and their ``index.html``."""
+        return self.data_dir / "reports"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid and log files of the services ``climatewatch up`` supervises."""
+        return self.data_dir / "run"
+
+    @property
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME of the local Airflow (metadata database, logs, config)."""
+        return (self.data_dir / "airflow").absolute()
 
     def kafka_client_config(self) -> dict[str, Any]:
         """Keyword arguments shared by every kafka-python client ClimateWatch creates."""

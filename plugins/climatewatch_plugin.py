@@ -1,7 +1,7 @@
 """The ClimateWatch page in the Airflow UI: a FastAPI app on the API server and a
 navigation entry that shows it.
 
-Thin on purpose: the app and the page live in ``include/ui`` (tested without Airflow).
+Thin on purpose: the app and the page live in ``include/ops/ui`` (tested without Airflow).
 The app requires an Airflow session (see ``plugins/README.md``).
 """
 
@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-from include.ui.app import create_app
+from include.ops.ui.app import create_app
 
 URL_PREFIX = "/climatewatch"
 

@@ -70,7 +70,7 @@ def kafka_settings(kafka_broker: LocalBroker, tmp_path: Path) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that make a `climatewatch` subprocess use ``settings``."""
-    from include.services import settings_environment
+    from include.ops.stack import settings_environment
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLIMATEWATCH_")}
     return {**env, **settings_environment(settings)}

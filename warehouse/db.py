@@ -15,14 +15,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import posixpath
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING
 
 from include.errors import ClimateWatchError
+from include.settings import Settings
+from warehouse.archive.ledger import filesystem_for
+from warehouse.archive.run import DATASETS
 
 if TYPE_CHECKING:
     import duckdb
@@ -111,3 +117,84 @@ def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
             "(or let the regional_stats DAG run)"
         )
     return duckdb.connect(str(path), read_only=True)
+
+
+# --- SQL files and the archive views ------------------------------------------------------------
+# Models build the warehouse (run in order by a recompute); queries read it.
+HIVE_TYPES = {
+    "readings": "{'date': DATE, 'region': VARCHAR}",
+    "rejected": "{'date': DATE}",
+    "alerts": "{'date': DATE}",
+    "window_stats": "{'date': DATE}",
+}
+
+
+def model_sql(name: str) -> str:
+    """The text of ``warehouse/sql/models/<name>.sql``."""
+    return resources.files("warehouse").joinpath("sql", "models", f"{name}.sql").read_text()
+
+
+def query_sql(name: str) -> str:
+    """The text of ``warehouse/sql/queries/<name>.sql``."""
+    return resources.files("warehouse").joinpath("sql", "queries", f"{name}.sql").read_text()
+
+
+def run_model(con: duckdb.DuckDBPyConnection, name: str, **sources: str) -> None:
+    """Run every statement of a model file (``${…}`` placeholders filled from ``sources``)."""
+    text = model_sql(name)
+    if sources:
+        text = Template(text).substitute(sources)
+    con.execute(text)
+
+
+def absolute_root(root: str) -> str:
+    """The archive root as views must name it: absolute, so the file works from any cwd."""
+    if "://" in root:
+        return root.rstrip("/")
+    return str(Path(root).resolve())
+
+
+def sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _has_parquet(root: str, dataset: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, base = filesystem_for(root)
+    selector = pafs.FileSelector(
+        posixpath.join(base, dataset), recursive=True, allow_not_found=True
+    )
+    return any(
+        info.type == pafs.FileType.File
+        and info.base_name.endswith(".parquet")
+        and not info.base_name.startswith(".")
+        for info in fs.get_file_info(selector)
+    )
+
+
+def view_sources(settings: Settings) -> dict[str, str]:
+    """The FROM clause of each view: the archive's files, or a typed empty table."""
+    root = absolute_root(settings.archive_root)
+    sources = {}
+    for dataset in DATASETS:
+        if _has_parquet(root, dataset):
+            glob = sql_string(f"{root}/{dataset}/**/*.parquet")
+            sources[dataset] = (
+                f"read_parquet({glob}, hive_partitioning = true, "
+                f"hive_types = {HIVE_TYPES[dataset]})"
+            )
+        else:
+            sources[dataset] = f"empty_{dataset}"
+    quality = settings.quality_summary_path
+    sources["quality_results"] = (
+        f"read_parquet({sql_string(str(quality.resolve()))})"
+        if quality.exists()
+        else "empty_quality_results"
+    )
+    return sources
+
+
+def register_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """(Re)create the archive views with absolute paths."""
+    run_model(con, "views", **view_sources(settings))

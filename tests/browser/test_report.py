@@ -14,7 +14,7 @@ import pytest
 
 from include.settings import load_settings
 from tests.browser.conftest import WAIT_S, screenshot
-from tests.include.ui_fixtures import DAY, REGIONS, build_ui_data
+from tests.fixtures.ui import DAY, REGIONS, build_ui_data
 from warehouse.report import SECTION_IDS
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The ClimateWatch page inside a real Airflow, as a person uses it.
 
-A real Airflow API server (SQLite metadata, started by ``include.services`` as
+A real Airflow API server (SQLite metadata, started by ``include.ops.stack`` as
 ``climatewatch up`` starts it; the scheduler is not needed to serve pages) loads
 ``plugins/climatewatch_plugin.py`` over a data directory holding a warehouse, quality
 results, a quarantined batch and two reports. Chromium opens the page without a
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from include.kafka_local import free_port
-from include.services import Supervisor, airflow_admin_password, airflow_services
+from include.ops.stack import Supervisor, airflow_admin_password, airflow_services
 from include.settings import Settings, load_settings
 from tests.browser.conftest import WAIT_S, screenshot
-from tests.include.ui_fixtures import UiData, build_ui_data
+from tests.fixtures.ui import UiData, build_ui_data
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver

@@ -11,7 +11,7 @@ import pytest
 from include.settings import Settings
 from tests.conftest import settings_env
 from tests.dags.conftest import load_dag, write_connections
-from tests.warehouse.archive_scenario import archived_readings, produce_scenario, rejected_reasons
+from tests.fixtures.archive import archived_readings, produce_scenario, rejected_reasons
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 

@@ -10,8 +10,8 @@ import pytest
 
 from include.settings import load_settings
 from tests.dags.conftest import load_dag
-from tests.warehouse.test_report import build_archive, write_quality
-from warehouse.stats import rebuild
+from tests.warehouse.report.test_report import build_archive, write_quality
+from warehouse.stats.recompute import rebuild
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from include.services import settings_environment
+from include.ops.stack import settings_environment
 from include.settings import Settings
 from tests.dags.conftest import DAGS_FOLDER
-from tests.streaming.helpers import alerts
-from tests.warehouse import quality_fixtures as q
-from tests.warehouse.stats_fixtures import FakeArchive
-from warehouse.quarantine import quarantined_ids
+from tests.fixtures import quality as q
+from tests.fixtures.stats import FakeArchive
+from tests.fixtures.stream import alerts
+from warehouse.archive.quarantine import quarantined_ids
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ import pytest
 
 from include.settings import load_settings
 from tests.dags.conftest import DAGS_FOLDER
-from tests.warehouse.stats_fixtures import FakeArchive
-from tests.warehouse.test_reconcile import on_time_readings, speed_records
-from tests.warehouse.test_stats import day1_paris, day2_paris
+from tests.fixtures.stats import FakeArchive
+from tests.warehouse.stats.test_recompute import day1_paris, day2_paris
+from tests.warehouse.stats.test_reconcile import on_time_readings, speed_records
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from include.airflow_api import AirflowClient
 from include.kafka_local import free_port
+from include.ops.airflow_api import AirflowClient
 from include.settings import load_settings
-from tests.streaming.helpers import alerts
+from tests.fixtures.stream import alerts
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from include.airflow_api import AirflowClient
 from include.kafka_clients import make_producer
 from include.kafka_local import LocalBroker, free_port
-from include.services import (
+from include.ops.airflow_api import AirflowClient
+from include.ops.stack import (
     AIRFLOW_COMPONENTS,
     Supervisor,
     airflow_admin_password,
@@ -33,8 +33,8 @@ from include.settings import Settings, load_settings
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics
 from streaming.processor import StreamProcessor
-from tests.streaming.helpers import alerts as alerts_on_topic
-from warehouse.ledger import Ledger
+from tests.fixtures.stream import alerts as alerts_on_topic
+from warehouse.archive.ledger import Ledger
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 

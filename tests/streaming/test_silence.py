@@ -14,7 +14,7 @@ from include.contract import Reading, reading_key, serialize_reading
 from include.kafka_clients import make_producer
 from include.settings import Settings
 from streaming.processor import StreamProcessor
-from tests.streaming.helpers import alerts, produce, scenario, window_stats
+from tests.fixtures.stream import alerts, produce, scenario, window_stats
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import pytest
 from include.contract import format_ts
 from include.settings import Settings
 from streaming.processor import StreamProcessor
-from tests.streaming.helpers import (
+from tests.fixtures.stream import (
     SCENARIO_START,
     alerts,
     produce,

@@ -19,7 +19,7 @@ from include.topics import ensure_topics
 from streaming.processor import StreamProcessor
 from streaming.silence import partition_of
 from tests.conftest import settings_env
-from tests.streaming.helpers import SCENARIO_START, alerts, produce, scenario
+from tests.fixtures.stream import SCENARIO_START, alerts, produce, scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -26,7 +26,7 @@ from include.kafka_clients import make_producer
 from include.settings import Settings
 from streaming.metrics import StreamMetrics
 from streaming.processor import StreamProcessor
-from tests.streaming.helpers import read_topic, window_stats
+from tests.fixtures.stream import read_topic, window_stats
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

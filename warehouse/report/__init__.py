@@ -12,7 +12,7 @@ from warehouse.report.data import ReportData, Summary, load_report_data
 from warehouse.report.final import day_is_final, report_day_for
 from warehouse.report.html_page import SECTION_IDS, render_html, render_index
 from warehouse.report.pdf import render_pdf
-from warehouse.report.write import ReportResult, reports_dir, write_index, write_report
+from warehouse.report.write import ReportResult, write_index, write_report
 
 __all__ = [
     "SECTION_IDS",
@@ -25,7 +25,6 @@ __all__ = [
     "render_index",
     "render_pdf",
     "report_day_for",
-    "reports_dir",
     "write_index",
     "write_report",
 ]

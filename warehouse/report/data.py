@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from include.settings import Settings
-from warehouse.db import connect_read_only
-from warehouse.stats import quality_summary_path, sql_text
+from warehouse.db import connect_read_only, query_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -294,14 +293,14 @@ def _pct(value: float | None) -> str:
 
 # --- reading ---------------------------------------------------------------------------------
 def _rows(con: duckdb.DuckDBPyConnection, model: str, **params: Any) -> list[dict[str, Any]]:
-    cursor = con.execute(sql_text(model), params)
+    cursor = con.execute(query_sql(model), params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _batches_of_day(settings: Settings, day: date) -> tuple[list[Any], dict[str, int]]:
     """Ledger entries with rows dated ``day``, and each one's readings rows of that day."""
-    from warehouse.ledger import Ledger
+    from warehouse.archive.ledger import Ledger
 
     text = day.isoformat()
     entries = [e for e in Ledger(settings.archive_root).entries() if text in e.dates]
@@ -314,7 +313,7 @@ def _batches_of_day(settings: Settings, day: date) -> tuple[list[Any], dict[str,
 
 def data_docs_link(settings: Settings) -> str | None:
     """Relative link from ``reports/<day>/`` to the Data Docs, when they exist."""
-    index = settings.data_dir / "quality" / "data_docs" / "index.html"
+    index = settings.data_docs_dir / "index.html"
     return "../../quality/data_docs/index.html" if index.is_file() else None
 
 
@@ -327,7 +326,7 @@ def _quality_rows(con: duckdb.DuckDBPyConnection, summary: Path, day: date) -> l
 def _quarantined_on(
     settings: Settings, day: date, rows_of_day: dict[str, int]
 ) -> tuple[QuarantinedBatch, ...]:
-    from warehouse.quarantine import quarantined
+    from warehouse.archive.quarantine import quarantined
 
     text = day.isoformat()
     return tuple(
@@ -350,7 +349,7 @@ def load_report_data(settings: Settings, day: date, *, now: datetime | None = No
         regions = tuple(RegionDay(**r) for r in _rows(con, "report_regions", day=day))
         hourly = tuple(RegionHour(**r) for r in _rows(con, "report_hourly", day=day))
         alerts = tuple(AlertOfDay(**r) for r in _rows(con, "report_alerts", day=day))
-        summary_path = quality_summary_path(settings)
+        summary_path = settings.quality_summary_path
         quality_rows = _quality_rows(con, summary_path, day)
         processed = {r["batch_id"] for r in _rows(con, "report_processed_batches")}
     finally:

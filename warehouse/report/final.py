@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 
 from include.settings import Settings
 from warehouse.report.data import READINGS_DATASET
-from warehouse.stats import quality_summary_path
 
 
 def _pending_text(kind: str, batch_ids: list[str]) -> str:
@@ -22,9 +21,8 @@ def _pending_text(kind: str, batch_ids: list[str]) -> str:
 
 def day_is_final(settings: Settings, day: date) -> tuple[bool, str]:
     """(final, why): whether the statistics and quality results of ``day`` are complete."""
-    from warehouse.db import connect_read_only
-    from warehouse.ledger import Ledger
-    from warehouse.stats import sql_text
+    from warehouse.archive.ledger import Ledger
+    from warehouse.db import connect_read_only, query_sql
 
     text = day.isoformat()
     entries = Ledger(settings.archive_root).entries()
@@ -35,13 +33,15 @@ def day_is_final(settings: Settings, day: date) -> tuple[bool, str]:
         return False, f"no warehouse at {settings.warehouse_path} yet"
     con = connect_read_only(settings.warehouse_path)
     try:
-        processed = {row[0] for row in con.execute(sql_text("report_processed_batches")).fetchall()}
-        summary = quality_summary_path(settings)
+        processed = {
+            row[0] for row in con.execute(query_sql("report_processed_batches")).fetchall()
+        }
+        summary = settings.quality_summary_path
         validated = (
             {
                 row[0]
                 for row in con.execute(
-                    sql_text("report_validated_batches"), {"summary": str(summary.resolve())}
+                    query_sql("report_validated_batches"), {"summary": str(summary.resolve())}
                 ).fetchall()
             }
             if summary.is_file()

@@ -80,11 +80,6 @@ class ReportResult:
         }
 
 
-def reports_dir(settings: Settings) -> Path:
-    """``DATA_DIR/reports``: one directory per day and ``index.html``."""
-    return settings.data_dir / "reports"
-
-
 def write_atomically(path: Path, data: bytes) -> None:
     """Write under a hidden temporary name in the same directory, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +132,7 @@ def index_entries(directory: Path) -> list[dict[str, Any]]:
 
 def write_index(settings: Settings) -> Path:
     """Regenerate ``reports/index.html`` from the reports on disk."""
-    directory = reports_dir(settings)
+    directory = settings.reports_dir
     path = directory / "index.html"
     write_atomically(path, render_index(index_entries(directory)).encode("utf-8"))
     return path
@@ -145,7 +140,7 @@ def write_index(settings: Settings) -> Path:
 
 def write_report_files(settings: Settings, data: ReportData) -> ReportResult:
     """Render ``data`` into the day's directory (HTML last: it links the others), then the index."""
-    directory = reports_dir(settings) / data.day.isoformat()
+    directory = settings.reports_dir / data.day.isoformat()
     paths = {name: directory / f"report.{name}" for name in ("csv", "json", "pdf", "html")}
     write_atomically(paths["csv"], render_csv(data).encode("utf-8"))
     write_atomically(paths["json"], render_json(data).encode("utf-8"))

@@ -1,0 +1,1 @@
+"""Data quality: a Great Expectations suite over each new archive batch, with quarantine."""

@@ -1,0 +1,235 @@
+"""The data-quality rules of the readings archive, as a Great Expectations suite.
+
+One owner for the rules: this module says what a good batch of readings looks like,
+with a severity on each expectation (``meta.severity``): a *critical* failure means the
+batch would corrupt the statistics (it is quarantined); a *warning* is shown in the
+summary and the report and never blocks anything.
+
+Some rules compare a reading with something outside its own row — its region's
+plausible band, its sensor's reporting rate over the batch. Great Expectations checks
+one column at a time, so :func:`with_derived_columns` adds those comparisons as columns
+(``DERIVED_COLUMNS``) before validation; the suite checks them like any other column.
+Volume and freshness depend on the batch (its time span, the partition's known sensors,
+when it was archived): :class:`BatchFacts` carries them and the suite is built per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from include.contract import MAX_TEMPERATURE_C, MIN_TEMPERATURE_C
+from include.regions import KNOWN_REGION_NAMES, REGIONS_BY_NAME
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    import pandas as pd
+
+SUITE_NAME = "readings_batch"
+CRITICAL = "critical"
+WARNING = "warning"
+
+# Column -> the type Great Expectations observes for it in a frame read from the archive
+# (pyarrow's to_pandas of warehouse.archive.run.dataset_schema plus the Hive region).
+ARCHIVE_COLUMN_TYPES = {
+    "sensor_id": "str",
+    "region": "str",
+    "ts": "Timestamp",
+    "temperature_c": "float64",
+    "humidity_pct": "float64",
+    "pressure_hpa": "float64",
+    "kafka_partition": "int32",
+    "kafka_offset": "int64",
+}
+DERIVED_COLUMNS = ("outside_plausible_band_c", "sensor_reporting_ratio")
+
+# Tolerances (documented in the README's data-quality section).
+FUTURE_TOLERANCE = timedelta(minutes=5)  # sensor clocks run a little ahead
+MAX_STALENESS = timedelta(minutes=15)  # newest reading of a fresh batch vs archive time
+RECENT_BATCH = timedelta(hours=1)  # freshness is judged only on batches this recent
+VOLUME_BAND = (0.5, 1.5)  # rows / expected rows
+SENSOR_RATE_BAND = (0.5, 1.5)  # a sensor's rows / its expected rows over the batch
+SENSOR_RATE_MOSTLY = 0.95  # sensors joining or leaving mid-batch are normal
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """What the batch-dependent expectations need to know about one batch."""
+
+    batch_id: str
+    archived_at: datetime
+    span_s: float  # event time from the oldest to the newest reading, plus one interval
+    known_sensors: int  # sensors this partition normally carries (history, or this batch)
+    reporting_interval_s: float
+    check_freshness: bool  # the partition's newest batch, archived recently
+
+    @property
+    def expected_rows(self) -> float:
+        return self.known_sensors * self.span_s / self.reporting_interval_s
+
+
+def batch_span_s(ts: pd.Series, facts_limit: datetime, reporting_interval_s: float) -> float:
+    """Event-time span of a batch's on-time readings, counted in whole reporting intervals.
+
+    Readings past ``facts_limit`` (the future-timestamp limit) are left out: they already
+    fail the timeliness rule and must not also stretch the volume expectations.
+    """
+    on_time = ts[ts <= facts_limit].dropna()
+    if on_time.empty:
+        return 0.0
+    return float((on_time.max() - on_time.min()).total_seconds()) + reporting_interval_s
+
+
+def future_limit(archived_at: datetime) -> datetime:
+    """Event times after this are in the future for a batch archived at ``archived_at``."""
+    return archived_at + FUTURE_TOLERANCE
+
+
+def with_derived_columns(frame: pd.DataFrame, facts: BatchFacts) -> pd.DataFrame:
+    """Add the cross-row comparisons the suite checks (see the module docstring).
+
+    Each defect should fail one expectation: a temperature outside physical limits is
+    left to that critical rule (its band excess is 0), and readings in the future do not
+    count towards their sensor's reporting rate.
+    """
+    import numpy as np
+
+    region = frame["region"]
+    low = region.map({name: r.plausible_min_c for name, r in REGIONS_BY_NAME.items()})
+    high = region.map({name: r.plausible_max_c for name, r in REGIONS_BY_NAME.items()})
+    temperature = frame["temperature_c"]
+    possible = temperature.between(MIN_TEMPERATURE_C, MAX_TEMPERATURE_C)
+    excess = np.maximum(low - temperature, 0).fillna(0) + np.maximum(temperature - high, 0).fillna(
+        0
+    )
+    excess = excess.where(possible, 0.0).astype("float64")
+    on_time = frame["ts"] <= future_limit(facts.archived_at)
+    expected_per_sensor = facts.span_s / facts.reporting_interval_s
+    counts = on_time.groupby(frame["sensor_id"], dropna=False).transform("sum").astype("float64")
+    ratio = counts / expected_per_sensor if expected_per_sensor > 0 else counts * np.nan
+    return frame.assign(outside_plausible_band_c=excess, sensor_reporting_ratio=ratio)
+
+
+def _meta(severity: str, check: str, why: str) -> dict[str, Any]:
+    return {"severity": severity, "check": check, "notes": why}
+
+
+def expectations_for(facts: BatchFacts) -> list[Any]:
+    """Every expectation of a batch, each with its severity (the rules, in one place)."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    rules: list[Any] = [
+        # schema
+        e.ExpectTableColumnsToMatchSet(
+            column_set=[*ARCHIVE_COLUMN_TYPES, *DERIVED_COLUMNS],
+            exact_match=True,
+            meta=_meta(CRITICAL, "schema", "the archive's columns, no more, no fewer"),
+        ),
+        *(
+            e.ExpectColumnValuesToBeOfType(
+                column=column,
+                type_=type_name,
+                meta=_meta(CRITICAL, "schema", f"{column} is {type_name}"),
+            )
+            for column, type_name in ARCHIVE_COLUMN_TYPES.items()
+        ),
+        # completeness
+        *(
+            e.ExpectColumnValuesToNotBeNull(
+                column=column, meta=_meta(CRITICAL, "completeness", f"every reading has {column}")
+            )
+            for column in ("sensor_id", "region", "ts", "temperature_c")
+        ),
+        # validity
+        e.ExpectColumnValuesToBeBetween(
+            column="temperature_c",
+            min_value=MIN_TEMPERATURE_C,
+            max_value=MAX_TEMPERATURE_C,
+            meta=_meta(CRITICAL, "validity", "physically possible on Earth"),
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="outside_plausible_band_c",
+            min_value=0,
+            max_value=0,
+            meta=_meta(
+                WARNING, "validity", "temperature within the region's plausible band (regions.py)"
+            ),
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="humidity_pct",
+            min_value=0,
+            max_value=100,
+            meta=_meta(CRITICAL, "validity", "relative humidity is a percentage"),
+        ),
+        e.ExpectColumnValuesToBeInSet(
+            column="region",
+            value_set=sorted(KNOWN_REGION_NAMES),
+            meta=_meta(WARNING, "validity", "a region of the sensor network"),
+        ),
+        # uniqueness
+        e.ExpectCompoundColumnsToBeUnique(
+            column_list=["sensor_id", "ts"],
+            meta=_meta(CRITICAL, "uniqueness", "one reading per sensor and instant"),
+        ),
+        # timeliness
+        e.ExpectColumnValuesToBeBetween(
+            column="ts",
+            max_value=future_limit(facts.archived_at),
+            meta=_meta(
+                CRITICAL,
+                "timeliness",
+                f"no event time more than {FUTURE_TOLERANCE} after the batch was archived",
+            ),
+        ),
+        # volume
+        e.ExpectTableRowCountToBeBetween(
+            min_value=int(VOLUME_BAND[0] * facts.expected_rows),
+            max_value=int(VOLUME_BAND[1] * facts.expected_rows) + facts.known_sensors,
+            meta=_meta(
+                WARNING,
+                "volume",
+                f"{facts.known_sensors} known sensors over {facts.span_s:.0f} s, one reading "
+                f"every {facts.reporting_interval_s:g} s",
+            ),
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="sensor_reporting_ratio",
+            min_value=SENSOR_RATE_BAND[0],
+            max_value=SENSOR_RATE_BAND[1],
+            mostly=SENSOR_RATE_MOSTLY,
+            meta=_meta(WARNING, "volume", "each sensor reports at the configured interval"),
+        ),
+    ]
+    if facts.check_freshness:
+        rules.append(
+            e.ExpectColumnMaxToBeBetween(
+                column="ts",
+                min_value=facts.archived_at - MAX_STALENESS,
+                meta=_meta(
+                    WARNING,
+                    "timeliness",
+                    f"the newest reading is at most {MAX_STALENESS} older than the archive run",
+                ),
+            )
+        )
+    return rules
+
+
+def build_suite(facts: BatchFacts) -> gx.ExpectationSuite:
+    """The suite for one batch (named after the batch, so Data Docs show which)."""
+    import great_expectations as gx
+
+    return gx.ExpectationSuite(
+        name=SUITE_NAME,
+        expectations=expectations_for(facts),
+        meta={"batch_id": facts.batch_id},
+    )
+
+
+def expectation_name(config: Any) -> str:
+    """A stable, readable name: the expectation type and its column(s)."""
+    kwargs = config.kwargs
+    target = kwargs.get("column") or ",".join(kwargs.get("column_list") or ()) or "table"
+    return f"{config.type}({target})"

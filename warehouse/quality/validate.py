@@ -1,0 +1,648 @@
+"""Data quality: validate each new archive batch with Great Expectations, exactly once.
+
+Which batches are new comes from the archive's ledger: a batch of the readings topic
+without a result file under ``<data_dir>/quality/results/`` has not been validated. Each
+is read from its own files (rows filtered by its partition and offset range, so a batch
+compacted into a shared file is still exactly its own rows), validated against the suite
+of :mod:`warehouse.quality.expectations`, and recorded three ways:
+
+- ``quality/results/<batch_id>.json``: the full result, for people and for re-runs;
+- ``quality/summary.parquet``: one row per batch, date, region and expectation (region is
+  null for batch-wide expectations) — the warehouse's ``quality_results`` view;
+- ``quality/data_docs/``: Great Expectations' static HTML site, rebuilt after each run.
+
+A batch that fails a critical expectation is quarantined (:mod:`warehouse.archive.quarantine`),
+the warehouse recomputes its dates without it, and a ``data_quality`` alert goes to the
+alerts topic. The caller (DAG, CLI) decides whether that fails the run.
+
+Great Expectations is imported inside functions: it takes seconds to import, and DAG
+files and the CLI must stay quick.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from include.errors import ClimateWatchError
+from include.settings import Settings
+from warehouse.archive.ledger import Ledger, LedgerEntry, filesystem_for, write_atomically
+from warehouse.archive.quarantine import (
+    QUARANTINE_DIR,
+    quarantine_batch,
+    quarantined,
+    quarantined_ids,
+    release_batch,
+)
+from warehouse.quality.expectations import (
+    ARCHIVE_COLUMN_TYPES,
+    CRITICAL,
+    RECENT_BATCH,
+    SUITE_NAME,
+    BatchFacts,
+    batch_span_s,
+    build_suite,
+    expectation_name,
+    future_limit,
+    with_derived_columns,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+RULE = "data_quality"
+DATASOURCE = "climatewatch_archive"
+ASSET = "readings"
+BATCH_DEFINITION = "archive_batch"
+DOCS_SITE = "climatewatch"
+HISTORY_BATCHES = 5  # recent batches of a partition that say how many sensors it carries
+
+
+# --- what a run found ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Finding:
+    """One failed expectation of one batch."""
+
+    expectation: str
+    severity: str
+    unexpected_count: int | None
+    observed: str | None = None
+
+    def describe(self) -> str:
+        count = "" if self.unexpected_count is None else f": {self.unexpected_count:,} unexpected"
+        seen = f" (observed {self.observed})" if self.observed not in (None, "") else ""
+        return f"{self.expectation} [{self.severity}]{count}{seen}"
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    partition: int
+    rows: int
+    sensors: int
+    dates: list[str]
+    failures: list[Finding] = field(default_factory=list)
+    quarantined: bool = False
+    released: bool = False
+    seconds: float = 0.0
+
+    @property
+    def critical(self) -> list[Finding]:
+        return [f for f in self.failures if f.severity == CRITICAL]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.failures if f.severity != CRITICAL]
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["failures"] = [asdict(f) for f in self.failures]
+        return body
+
+
+@dataclass
+class QualityRun:
+    """What one validation run did (JSON-able for XCom and the CLI)."""
+
+    batches: list[BatchOutcome] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+    data_docs: str = ""
+    alerts_published: int = 0
+
+    @property
+    def critical_batches(self) -> list[BatchOutcome]:
+        return [b for b in self.batches if b.critical]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batches": [b.to_dict() for b in self.batches],
+            "validated": len(self.batches),
+            "rows": self.rows,
+            "critical_batches": [b.batch_id for b in self.critical_batches],
+            "warning_batches": [b.batch_id for b in self.batches if b.warnings],
+            "quarantined": [b.batch_id for b in self.batches if b.quarantined],
+            "seconds": round(self.seconds, 3),
+            "data_docs": self.data_docs,
+            "alerts_published": self.alerts_published,
+        }
+
+
+# --- which batches ----------------------------------------------------------------------------
+def _result_path(settings: Settings, batch_id: str) -> Path:
+    return settings.quality_results_dir / f"{batch_id}.json"
+
+
+def _load_result(settings: Settings, batch_id: str) -> dict[str, Any] | None:
+    path = _result_path(settings, batch_id)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def batches_to_validate(
+    settings: Settings,
+    dates: Iterable[str] | None = None,
+    entries: list[LedgerEntry] | None = None,
+) -> list[LedgerEntry]:
+    """Readings batches never validated; with ``dates``, every batch touching them again."""
+    if entries is None:
+        entries = Ledger(settings.archive_root).entries(settings.topic_readings)
+    if dates is not None:
+        wanted = set(dates)
+        return [e for e in entries if wanted & set(e.dates)]
+    return [e for e in entries if not _result_path(settings, e.batch_id).exists()]
+
+
+# --- reading one batch ------------------------------------------------------------------------
+def load_batch(
+    settings: Settings, entry: LedgerEntry, *, quarantined: bool | None = None
+) -> pd.DataFrame:
+    """The batch's readings as the warehouse would see them (region from the Hive path,
+    which the ledger records with each file).
+
+    Quarantined batches are read from the quarantine area, so a batch can be validated
+    again (``--date``) whatever its state; callers that know pass ``quarantined``.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    fs, base = filesystem_for(settings.archive_root)
+    held = (
+        entry.batch_id in quarantined_ids(settings.archive_root)
+        if quarantined is None
+        else quarantined
+    )
+    tables: list[pa.Table] = []
+    for archived in entry.files:
+        if archived.dataset != "readings":
+            continue
+        relative = f"{QUARANTINE_DIR}/{entry.batch_id}/{archived.path}" if held else archived.path
+        with fs.open_input_file(f"{base}/{relative}") as source:
+            table = pq.read_table(source)
+        mine = pc.and_(
+            pc.equal(table["kafka_partition"], entry.partition),
+            pc.and_(
+                pc.greater_equal(table["kafka_offset"], entry.start_offset),
+                pc.less(table["kafka_offset"], entry.end_offset),
+            ),
+        )
+        table = table.filter(mine)
+        table = table.append_column(
+            "region", pa.array([archived.region] * table.num_rows, pa.string())
+        )
+        tables.append(table)
+    columns = list(ARCHIVE_COLUMN_TYPES)
+    if not tables:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    for column in columns:  # a file missing a column fails the schema check, not here
+        if column not in frame:
+            frame[column] = None
+    return frame[[*columns, *[c for c in frame.columns if c not in columns]]]
+
+
+def _known_sensors(settings: Settings, entry: LedgerEntry, sensors: int) -> int:
+    """Sensors this partition carries: the most seen in its last clean batches."""
+    history = sorted(settings.quality_results_dir.glob(f"{entry.topic}-p{entry.partition}-*.json"))
+    seen = [sensors]
+    for path in history[-HISTORY_BATCHES - 1 :]:
+        if path.stem == entry.batch_id:
+            continue
+        body = json.loads(path.read_text())
+        if not any(f["severity"] == CRITICAL for f in body["outcome"]["failures"]):
+            seen.append(int(body["outcome"]["sensors"]))
+    return max(seen)
+
+
+def batch_facts(
+    settings: Settings, entry: LedgerEntry, frame: pd.DataFrame, *, newest: bool, now: datetime
+) -> BatchFacts:
+    sensors = int(frame["sensor_id"].nunique())
+    archived_at = datetime.fromisoformat(entry.archived_at)
+    return BatchFacts(
+        batch_id=entry.batch_id,
+        archived_at=archived_at,
+        span_s=batch_span_s(frame["ts"], future_limit(archived_at), settings.reporting_interval_s),
+        known_sensors=_known_sensors(settings, entry, sensors),
+        reporting_interval_s=settings.reporting_interval_s,
+        check_freshness=newest and now - archived_at <= RECENT_BATCH,
+    )
+
+
+# --- Great Expectations -----------------------------------------------------------------------
+class _Validator:
+    """A file-backed Great Expectations context under ``<data_dir>/quality/gx``.
+
+    File-backed so every batch's result is kept and Data Docs list them all. Analytics
+    off and progress bars off: no network calls, no noise in task logs.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        os.environ["GX_ANALYTICS_ENABLED"] = "False"
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        for name in list(logging.root.manager.loggerDict):  # some are named by file path
+            if "great_expectations" in name:
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+        self.gx = gx
+        root = settings.quality_dir
+        root.mkdir(parents=True, exist_ok=True)
+        context = gx.get_context(mode="file", project_root_dir=str(root))
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.variables.analytics_enabled = False
+        context.variables.save()
+        docs = str(settings.data_docs_dir.resolve())
+        if DOCS_SITE not in context.get_site_names():
+            context.add_data_docs_site(
+                site_name=DOCS_SITE,
+                site_config={
+                    "class_name": "SiteBuilder",
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": docs,
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+        source = context.data_sources.add_or_update_pandas(DATASOURCE)
+        asset = next((a for a in source.assets if a.name == ASSET), None)
+        asset = asset or source.add_dataframe_asset(ASSET)
+        definition = next((b for b in asset.batch_definitions if b.name == BATCH_DEFINITION), None)
+        self.batch_definition = definition or asset.add_batch_definition_whole_dataframe(
+            BATCH_DEFINITION
+        )
+        self.context = context
+
+    def validate(self, facts: BatchFacts, frame: pd.DataFrame) -> Any:
+        """Run the batch's suite through a checkpoint: the result is stored for Data Docs."""
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        gx = self.gx
+        suite = self.context.suites.add_or_update(build_suite(facts))
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=SUITE_NAME, data=self.batch_definition, suite=suite)
+        )
+        checkpoint = self.context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=SUITE_NAME,
+                validation_definitions=[definition],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=facts.batch_id)
+        )
+        return next(iter(result.run_results.values()))
+
+    def breakdown(self, frame: pd.DataFrame, config: Any) -> dict[tuple[str, str], int]:
+        """Unexpected rows of one failed row-level expectation per (date, region).
+
+        Asked only for failures (rare), with the rows' date and region as index columns.
+        """
+        dated = frame.assign(date=frame["ts"].dt.strftime("%Y-%m-%d"))
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": dated})
+        expectation = config.to_domain_obj() if hasattr(config, "to_domain_obj") else config
+        result = batch.validate(
+            expectation,
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": ["date", "region"],
+                "return_unexpected_index_query": False,
+            },
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for row in result.result.get("unexpected_index_list") or ():
+            key = (str(row.get("date")), str(row.get("region")))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def build_docs(self) -> str:
+        urls = self.context.build_data_docs(site_names=[DOCS_SITE])
+        return urls.get(DOCS_SITE, "")
+
+
+def _observed(result: Any) -> str | None:
+    value = result.result.get("observed_value")
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _summary_rows(
+    validator: _Validator,
+    entry: LedgerEntry,
+    frame: pd.DataFrame,
+    validation: Any,
+    validated_at: datetime,
+) -> list[dict[str, Any]]:
+    """Rows of the summary table: per (date, region) for row-level expectations.
+
+    The (date, region) pairs are the batch's files (the archive partitions by both).
+    """
+    pairs = sorted(
+        {(f.date, f.region) for f in entry.files if f.dataset == "readings"},
+        key=lambda pair: (pair[0] or "", pair[1] or ""),
+    )
+    rows = []
+    for result in validation.results:
+        config = result.expectation_config
+        name = expectation_name(config)
+        severity = (config.meta or {}).get("severity", CRITICAL)
+        unexpected = result.result.get("unexpected_count")
+        if unexpected is None:  # batch-wide: schema, row count, newest reading
+            rows += [
+                {
+                    "date": day,
+                    "region": None,
+                    "expectation": name,
+                    "severity": severity,
+                    "success": bool(result.success),
+                    "unexpected_count": None,
+                }
+                for day in (entry.dates or (None,))
+            ]
+            continue
+        per_pair = validator.breakdown(frame, config) if unexpected else {}
+        for day, region in pairs:
+            count = per_pair.get((str(day), str(region)), 0)
+            rows.append(
+                {
+                    "date": day,
+                    "region": region,
+                    "expectation": name,
+                    "severity": severity,
+                    "success": bool(result.success) or count == 0,
+                    "unexpected_count": count,
+                }
+            )
+    for row in rows:
+        row["batch_id"] = entry.batch_id
+        row["validated_at"] = validated_at
+    return rows
+
+
+def summary_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("batch_id", pa.string()),
+            ("date", pa.date32()),
+            ("region", pa.string()),
+            ("expectation", pa.string()),
+            ("severity", pa.string()),
+            ("success", pa.bool_()),
+            ("unexpected_count", pa.int64()),
+            ("validated_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def _write_summary(settings: Settings, batch_ids: set[str], rows: list[dict[str, Any]]) -> None:
+    """Replace these batches' rows in the summary Parquet (atomically)."""
+    import io
+    from datetime import date
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = settings.quality_summary_path
+    schema = summary_schema()
+    for row in rows:
+        if isinstance(row["date"], str):
+            row["date"] = date.fromisoformat(row["date"])
+    new = pa.Table.from_pylist(rows, schema=schema)
+    if path.exists():
+        old = pq.read_table(path).cast(schema)
+        keep = pc.invert(pc.is_in(old["batch_id"], value_set=pa.array(sorted(batch_ids))))
+        new = pa.concat_tables([old.filter(keep), new])
+    buffer = io.BytesIO()
+    pq.write_table(new, buffer, compression="zstd")
+    fs, _ = filesystem_for(str(path.parent))
+    write_atomically(fs, str(path.resolve()), buffer.getvalue())
+
+
+# --- alerts -----------------------------------------------------------------------------------
+def quality_alert(outcome: BatchOutcome, frame: pd.DataFrame, now: datetime) -> Any:
+    """The ``data_quality`` alert of a quarantined batch (region ``all``: a batch spans many)."""
+    from include.events import Alert, alert_id_for
+
+    ts = frame["ts"].dropna() if "ts" in frame else frame.iloc[0:0]
+    start = ts.min().isoformat() if len(ts) else now.isoformat()
+    end = ts.max().isoformat() if len(ts) else now.isoformat()
+    unexpected = sum(f.unexpected_count or 0 for f in outcome.critical)
+    return Alert(
+        alert_id=alert_id_for(RULE, "all", outcome.batch_id),
+        rule=RULE,
+        severity="critical",
+        region="all",
+        window_start=start,
+        window_end=end,
+        value=float(unexpected),
+        threshold=0.0,
+        status="firing",
+        message=(
+            f"archive batch {outcome.batch_id} ({outcome.rows:,} readings) quarantined: "
+            + "; ".join(f.describe() for f in outcome.critical)
+        ),
+        emitted_at=now.isoformat(),
+    )
+
+
+def publish_alerts(settings: Settings, alerts: list[Any]) -> int:
+    """Send alerts to the alerts topic, waiting for the broker's acknowledgement."""
+    if not alerts:
+        return 0
+    from include.kafka_clients import make_producer, translate_kafka_errors
+
+    with translate_kafka_errors(settings):
+        producer = make_producer(settings)
+        try:
+            for alert in alerts:
+                producer.send(
+                    settings.topic_alerts, key=alert.region.encode(), value=alert.to_json()
+                )
+            producer.flush(timeout=30)
+        finally:
+            producer.close(timeout=5)
+    return len(alerts)
+
+
+# --- the run ----------------------------------------------------------------------------------
+def validate_batches(
+    settings: Settings,
+    *,
+    dates: Iterable[str] | None = None,
+    publish: bool = True,
+    progress: Callable[[str], None] | None = None,
+    now: datetime | None = None,
+) -> QualityRun:
+    """Validate the new batches (or every batch of ``dates``); quarantine critical failures."""
+    from warehouse.stats.recompute import recompute_dates
+
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    say = progress or log.info
+    ledger = Ledger(settings.archive_root).entries(settings.topic_readings)
+    entries = batches_to_validate(settings, dates, ledger)
+    run = QualityRun()
+    if not entries:
+        say("data quality: no new archive batch to validate")
+        return run
+    validator = _Validator(settings)
+    newest_end = {}
+    for entry in ledger:
+        newest_end[entry.partition] = max(newest_end.get(entry.partition, 0), entry.end_offset)
+    held = quarantined_ids(settings.archive_root)
+    alerts, touched_dates, summary_rows = [], set(), []
+    settings.quality_results_dir.mkdir(parents=True, exist_ok=True)
+    for number, entry in enumerate(entries, 1):
+        batch_started = time.perf_counter()
+        frame = load_batch(settings, entry, quarantined=entry.batch_id in held)
+        newest = entry.end_offset == newest_end.get(entry.partition)
+        if frame.empty:  # only malformed records: the rejected archive holds them
+            validation = None
+        else:
+            facts = batch_facts(settings, entry, frame, newest=newest, now=now)
+            checked = with_derived_columns(frame, facts)
+            validation = validator.validate(facts, checked)
+        previous = _load_result(settings, entry.batch_id) or {}
+        outcome = BatchOutcome(
+            batch_id=entry.batch_id,
+            partition=entry.partition,
+            rows=len(frame),
+            sensors=int(frame["sensor_id"].nunique()),
+            dates=list(entry.dates),
+            released=bool(previous.get("outcome", {}).get("released")),
+            failures=[
+                Finding(
+                    expectation_name(r.expectation_config),
+                    (r.expectation_config.meta or {}).get("severity", CRITICAL),
+                    r.result.get("unexpected_count"),
+                    _observed(r),
+                )
+                for r in (validation.results if validation else ())
+                if not r.success
+            ],
+        )
+        if outcome.critical and not outcome.released:
+            if entry.batch_id not in held:
+                quarantine_batch(
+                    settings.archive_root,
+                    entry,
+                    reason="; ".join(f.describe() for f in outcome.critical),
+                    failures=tuple(asdict(f) for f in outcome.critical),
+                    now=now,
+                )
+                touched_dates.update(entry.dates)
+                alerts.append(quality_alert(outcome, frame, now))
+            outcome.quarantined = True
+        if validation is not None:
+            summary_rows += _summary_rows(validator, entry, checked, validation, now)
+        outcome.seconds = time.perf_counter() - batch_started
+        body = {
+            "outcome": outcome.to_dict(),
+            "validated_at": now.isoformat(),
+            "validation": validation.to_json_dict() if validation else None,
+        }
+        _result_path(settings, entry.batch_id).write_text(json.dumps(body, default=str))
+        run.batches.append(outcome)
+        run.rows += outcome.rows
+        state = "QUARANTINED" if outcome.quarantined else "ok"
+        say(
+            f"data quality {number}/{len(entries)} {entry.batch_id}: {outcome.rows:,} rows, "
+            f"{len(outcome.critical)} critical, {len(outcome.warnings)} warning(s), {state} "
+            f"({outcome.seconds:.2f} s)"
+        )
+    _write_summary(settings, {e.batch_id for e in entries}, summary_rows)
+    run.data_docs = validator.build_docs()
+    if touched_dates:
+        recompute_dates(settings, sorted(touched_dates))
+    if publish:
+        run.alerts_published = publish_alerts(settings, alerts)
+    run.seconds = time.perf_counter() - started
+    say(
+        f"data quality: {len(run.batches)} batch(es), {run.rows:,} rows in {run.seconds:.1f} s; "
+        f"{len(run.critical_batches)} failed critical expectations; Data Docs {run.data_docs}"
+    )
+    return run
+
+
+def release(settings: Settings, batch_id: str) -> dict[str, Any]:
+    """Bring a quarantined batch back into the warehouse (a person decided it is fine)."""
+    from warehouse.stats.recompute import recompute_dates
+
+    record = release_batch(settings.archive_root, batch_id)
+    result = _load_result(settings, batch_id)
+    if result is not None:
+        result["outcome"]["released"] = True
+        result["outcome"]["quarantined"] = False
+        _result_path(settings, batch_id).write_text(json.dumps(result, default=str))
+    recompute_dates(settings, list(record.dates))
+    return {"batch_id": batch_id, "rows": record.rows, "dates": list(record.dates)}
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """Validated and pending batches, quarantine, and the latest failures."""
+    entries = Ledger(settings.archive_root).entries(settings.topic_readings)
+    validated, failing = 0, []
+    for entry in entries:
+        body = _load_result(settings, entry.batch_id)
+        if body is None:
+            continue
+        validated += 1
+        if body["outcome"]["failures"]:
+            failing.append(body["outcome"])
+    return {
+        "batches": len(entries),
+        "validated": validated,
+        "pending": len(entries) - validated,
+        "quarantined": [
+            {"batch_id": r.batch_id, "rows": r.rows, "dates": list(r.dates), "reason": r.reason}
+            for r in quarantined(settings.archive_root)
+        ],
+        "with_failures": failing[-20:],
+        "data_docs": str(settings.data_docs_dir / "index.html")
+        if (settings.data_docs_dir / "index.html").exists()
+        else None,
+    }
+
+
+def critical_failure_message(run: dict[str, Any]) -> str:
+    """One line naming each batch's failed critical expectations and counts ("" if none).
+
+    Takes the run as a dict: the DAG gets it through XCom.
+    """
+    parts = []
+    for batch in run["batches"]:
+        critical = [Finding(**f) for f in batch["failures"] if f["severity"] == CRITICAL]
+        if critical:
+            state = " — quarantined" if batch["quarantined"] else " — released earlier, kept"
+            parts.append(
+                f"{batch['batch_id']}: " + "; ".join(f.describe() for f in critical) + state
+            )
+    if not parts:
+        return ""
+    return f"{len(parts)} batch(es) failed critical expectations: " + " | ".join(parts)
+
+
+def ensure_validated(run: QualityRun) -> None:
+    """Fail (the CLI) when a batch failed a critical expectation."""
+    message = critical_failure_message(run.to_dict())
+    if message:
+        raise ClimateWatchError(message)

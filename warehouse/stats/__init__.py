@@ -1,0 +1,1 @@
+"""Authoritative regional statistics: the SQL models run in DuckDB, reconciliation, backtest."""
