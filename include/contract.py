@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from include.fields import arrow_schema, column, specs
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -32,8 +34,6 @@ MIN_TEMPERATURE_C = -90.0
 MAX_TEMPERATURE_C = 60.0
 MAX_READING_BYTES = 16 * 1024
 MAX_FUTURE_SKEW = timedelta(minutes=10)
-REQUIRED_FIELDS = ("schema_version", "sensor_id", "region", "ts", "temperature_c")
-OPTIONAL_NUMBERS = ("humidity_pct", "pressure_hpa")
 MAX_ID_LENGTH = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -68,14 +68,18 @@ REJECTION_REASONS = (
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One valid temperature reading. ``ts`` is timezone-aware UTC."""
+    """One valid temperature reading. ``ts`` is timezone-aware UTC.
 
-    sensor_id: str
-    region: str
-    ts: datetime
-    temperature_c: float
-    humidity_pct: float | None = None
-    pressure_hpa: float | None = None
+    The declaration of a reading's fields: the validator's required fields, the archive's
+    schema and the data-quality suite's columns derive from it.
+    """
+
+    sensor_id: str = column("str")
+    region: str = column("str")
+    ts: datetime = column("ts")
+    temperature_c: float = column("float")
+    humidity_pct: float | None = column("float", required=False, default=None)
+    pressure_hpa: float | None = column("float", required=False, default=None)
 
     @property
     def epoch_ms(self) -> int:
@@ -109,6 +113,11 @@ class Rejection:
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
+
+
+# Derived from the declaration above: the envelope's version, then the reading's fields.
+REQUIRED_FIELDS = ("schema_version", *(s.name for s in specs(Reading) if s.required))
+OPTIONAL_NUMBERS = tuple(s.name for s in specs(Reading) if not s.required and s.kind == "float")
 
 
 def format_ts(ts: datetime) -> str:
@@ -359,17 +368,4 @@ def _explain_undecodable(value: bytes) -> Rejection:
 
 def reading_arrow_schema() -> pa.Schema:
     """Schema of a reading in the Parquet archive (contract fields + where it came from)."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            pa.field("sensor_id", pa.string(), nullable=False),
-            pa.field("region", pa.string(), nullable=False),
-            pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
-            pa.field("temperature_c", pa.float64(), nullable=False),
-            pa.field("humidity_pct", pa.float64()),
-            pa.field("pressure_hpa", pa.float64()),
-            pa.field("kafka_partition", pa.int32(), nullable=False),
-            pa.field("kafka_offset", pa.int64(), nullable=False),
-        ]
-    )
+    return arrow_schema(Reading)

@@ -2,7 +2,8 @@
 
 Both are JSON objects on their topics (``temperature-alerts`` keyed by region,
 ``temperature-window-stats`` keyed by region) and rows in the archive; this module owns
-their fields, their serialization and their pyarrow schemas.
+their fields (declared once, in the dataclasses; see :mod:`include.fields`), their
+serialization and their pyarrow schemas.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+
+from include.fields import arrow_schema, column, field_names
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,17 +34,17 @@ def alert_id_for(rule: str, region: str, window_start: str) -> str:
 class Alert:
     """One alert event; ``window_start``/``window_end`` are RFC 3339 UTC strings."""
 
-    alert_id: str
-    rule: str
-    severity: Severity
-    region: str
-    window_start: str
-    window_end: str
-    value: float | None
-    threshold: float | None
-    status: AlertStatus
-    message: str
-    emitted_at: str
+    alert_id: str = column("str")
+    rule: str = column("str")
+    severity: Severity = column("str")
+    region: str = column("str")
+    window_start: str = column("ts")
+    window_end: str = column("ts")
+    value: float | None = column("float", required=False)
+    threshold: float | None = column("float", required=False)
+    status: AlertStatus = column("str")
+    message: str = column("str", required=False)
+    emitted_at: str = column("ts", required=False)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # natively, without asdict()'s deep copy of every field
@@ -49,28 +52,28 @@ class Alert:
     @classmethod
     def from_json(cls, raw: bytes) -> Alert:
         body: dict[str, Any] = orjson.loads(raw)
-        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
+        return cls(**{name: body.get(name) for name in field_names(cls)})
 
 
 @dataclass(frozen=True, slots=True)
 class WindowStats:
     """Aggregates of one closed event-time window of one region, as the speed layer saw it."""
 
-    region: str
-    window_start: str
-    window_end: str
-    count: int
-    mean_c: float
-    min_c: float
-    max_c: float
-    sensors: int
-    late: int
-    invalid: int
-    closed_by: Literal["watermark", "idle"]
-    emitted_at: str
+    region: str = column("str")
+    window_start: str = column("ts")
+    window_end: str = column("ts")
+    count: int = column("int")
+    mean_c: float = column("float")
+    min_c: float = column("float")
+    max_c: float = column("float")
+    sensors: int = column("int", required=False)
+    late: int = column("int", required=False)
+    invalid: int = column("int", required=False)
+    closed_by: Literal["watermark", "idle"] = column("str", required=False)
+    emitted_at: str = column("ts", required=False)
     # The sensors that reported in the window: lets a restarted stream rebuild which
     # sensors it knows (silent-sensor rule). Not archived; `sensors` is their count.
-    sensor_ids: list[str] | None = None
+    sensor_ids: list[str] | None = column("str", required=False, archived=False, default=None)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # natively, without asdict()'s deep copy of every field
@@ -78,49 +81,14 @@ class WindowStats:
     @classmethod
     def from_json(cls, raw: bytes) -> WindowStats:
         body: dict[str, Any] = orjson.loads(raw)
-        return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
+        return cls(**{name: body.get(name) for name in field_names(cls)})
 
 
 def alert_arrow_schema() -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("alert_id", pa.string()),
-            ("rule", pa.string()),
-            ("severity", pa.string()),
-            ("region", pa.string()),
-            ("window_start", pa.timestamp("us", tz="UTC")),
-            ("window_end", pa.timestamp("us", tz="UTC")),
-            ("value", pa.float64()),
-            ("threshold", pa.float64()),
-            ("status", pa.string()),
-            ("message", pa.string()),
-            ("emitted_at", pa.timestamp("us", tz="UTC")),
-            ("kafka_partition", pa.int32()),
-            ("kafka_offset", pa.int64()),
-        ]
-    )
+    """Columns of ``alerts/`` in the archive (derived from :class:`Alert`)."""
+    return arrow_schema(Alert)
 
 
 def window_stats_arrow_schema() -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("region", pa.string()),
-            ("window_start", pa.timestamp("us", tz="UTC")),
-            ("window_end", pa.timestamp("us", tz="UTC")),
-            ("count", pa.int64()),
-            ("mean_c", pa.float64()),
-            ("min_c", pa.float64()),
-            ("max_c", pa.float64()),
-            ("sensors", pa.int64()),
-            ("late", pa.int64()),
-            ("invalid", pa.int64()),
-            ("closed_by", pa.string()),
-            ("emitted_at", pa.timestamp("us", tz="UTC")),
-            ("kafka_partition", pa.int32()),
-            ("kafka_offset", pa.int64()),
-        ]
-    )
+    """Columns of ``window_stats/`` in the archive (derived from :class:`WindowStats`)."""
+    return arrow_schema(WindowStats)
