@@ -27,6 +27,8 @@ with warnings.catch_warnings():
     from include.settings import Settings, load_settings
     from include.topics import ensure_topics
 
+from tests.fixtures.markers import refuse_unmarked_tests
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,9 +70,5 @@ def kafka_settings(kafka_broker: LocalBroker, tmp_path: Path) -> Settings:
     return settings
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that make a `climatewatch` subprocess use ``settings``."""
-    from include.ops.stack import settings_environment
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIMATEWATCH_")}
-    return {**env, **settings_environment(settings)}
+# Markers say what a test needs; a test that names none of them is refused at collection.
+pytest_collection_modifyitems = refuse_unmarked_tests

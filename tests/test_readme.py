@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from include.settings import describe_settings
-from tests.warehouse.archive.test_sql import README_READINGS_SQL, README_REJECTED_SQL
+from tests.fixtures.readme import README_READINGS_SQL, README_REJECTED_SQL
 
 pytestmark = pytest.mark.unit
 

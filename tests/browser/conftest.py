@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.fixtures.browser import WAIT_S
+
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -26,7 +28,6 @@ os.environ.setdefault("SE_AVOID_STATS", "true")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-WAIT_S = 30.0
 PAGE_LOAD_TIMEOUT_S = 60.0
 
 
@@ -74,16 +75,3 @@ def driver() -> Iterator[WebDriver]:
         yield browser
     finally:
         browser.quit()
-
-
-def screenshot(browser: WebDriver, name: str, *, full_page: bool = True) -> Path:
-    """Save a PNG under ``tests/artifacts/`` (the whole page unless ``full_page`` is off)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    if full_page:
-        height = browser.execute_script(
-            "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
-        )
-        browser.set_window_size(1400, max(1000, min(int(height) + 120, 8000)))
-    browser.save_screenshot(str(path))
-    return path

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from include.settings import load_settings
-from tests.browser.conftest import WAIT_S, screenshot
+from tests.fixtures.browser import WAIT_S, screenshot
 from tests.fixtures.ui import DAY, REGIONS, build_ui_data
 from warehouse.report import SECTION_IDS
 

@@ -25,7 +25,7 @@ import pytest
 from include.kafka_local import free_port
 from include.ops.stack import Supervisor, airflow_admin_password, airflow_services
 from include.settings import Settings, load_settings
-from tests.browser.conftest import WAIT_S, screenshot
+from tests.fixtures.browser import WAIT_S, screenshot
 from tests.fixtures.ui import UiData, build_ui_data
 
 if TYPE_CHECKING:

@@ -16,13 +16,12 @@ Use it like this::
 
 Settings reach tasks through ``CLIMATEWATCH_*`` variables (``monkeypatch.setenv``; tasks
 should call ``load_settings()``, which reads them each time). ``tests/dags/test_archive_readings.py``
-is a complete example.
+is a complete example; ``load_dag`` and ``write_connections`` are in ``tests/fixtures/airflow.py``.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import subprocess
@@ -30,12 +29,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAGS_FOLDER = REPO_ROOT / "dags"
+from tests.fixtures.airflow import DAGS_FOLDER
 
 if "airflow.settings" in sys.modules and not os.environ.get("CLIMATEWATCH_TEST_AIRFLOW_HOME"):
     raise RuntimeError(
@@ -78,27 +75,3 @@ def airflow_home() -> Iterator[Path]:
     if done.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{done.stdout}\n{done.stderr}")
     yield _HOME
-
-
-def write_connections(path: Path, connections: dict[str, dict[str, Any]]) -> str:
-    """A connections file for ``dag.test(conn_file_path=...)``; returns its path."""
-    path.write_text(json.dumps(connections))
-    return str(path)
-
-
-def load_dag(dag_id: str, file_name: str | None = None) -> Any:
-    """The DAG ``dag_id`` parsed from ``dags/<file_name or dag_id>.py``, as the scheduler would."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS_FOLDER / (file_name or f"{dag_id}.py")))
-    if bag.import_errors:
-        raise AssertionError(f"import errors: {bag.import_errors}")
-    dag = bag.get_dag(dag_id)
-    if dag is None:
-        raise AssertionError(f"no DAG {dag_id!r} in {file_name or dag_id + '.py'}")
-    return dag
-
-
-def dag_files() -> list[Path]:
-    """Every DAG module of the repository (not parsed: no Airflow import at collection)."""
-    return sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from include.settings import Settings
-from tests.conftest import settings_env
-from tests.dags.conftest import load_dag, write_connections
+from tests.fixtures.airflow import load_dag, write_connections
 from tests.fixtures.archive import archived_readings, produce_scenario, rejected_reasons
+from tests.fixtures.settings import settings_env
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from include.settings import load_settings
-from tests.dags.conftest import load_dag
-from tests.warehouse.report.test_report import build_archive, write_quality
+from tests.fixtures.airflow import load_dag
+from tests.fixtures.report import build_archive, write_quality
 from warehouse.stats.recompute import rebuild
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dags.conftest import DAGS_FOLDER, dag_files
+from tests.fixtures.airflow import DAGS_FOLDER, dag_files
 
 pytestmark = pytest.mark.airflow
 

@@ -8,8 +8,8 @@ import pytest
 
 from include.ops.stack import settings_environment
 from include.settings import Settings
-from tests.dags.conftest import DAGS_FOLDER
 from tests.fixtures import quality as q
+from tests.fixtures.airflow import DAGS_FOLDER
 from tests.fixtures.stats import FakeArchive
 from tests.fixtures.stream import alerts
 from warehouse.archive.quarantine import quarantined_ids

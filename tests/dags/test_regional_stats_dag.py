@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from include.settings import load_settings
-from tests.dags.conftest import DAGS_FOLDER
-from tests.fixtures.stats import FakeArchive
-from tests.warehouse.stats.test_recompute import day1_paris, day2_paris
-from tests.warehouse.stats.test_reconcile import on_time_readings, speed_records
+from tests.fixtures.airflow import DAGS_FOLDER
+from tests.fixtures.reconcile import on_time_readings, speed_records
+from tests.fixtures.stats import FakeArchive, day1_paris, day2_paris
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 

@@ -5,30 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from kafka import TopicPartition
 
 from include.contract import Reading, parse_reading, reading_key, serialize_reading
-from include.kafka_clients import make_consumer, make_producer
+from include.kafka_clients import make_producer
 from include.settings import Settings
 from include.topics import ensure_topics
+from tests.fixtures.kafka import consume_all
 
 pytestmark = pytest.mark.kafka
-
-
-def consume_all(settings: Settings, topic: str, expected: int, timeout_s: float = 30) -> list:
-    consumer = make_consumer(settings)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        records: list = []
-        deadline = datetime.now(UTC).timestamp() + timeout_s
-        while len(records) < expected and datetime.now(UTC).timestamp() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def test_valid_readings_round_trip_unchanged(kafka_settings: Settings) -> None:

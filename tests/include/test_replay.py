@@ -14,8 +14,8 @@ import pytest
 from include.contract import Reading, Rejection, parse_reading
 from include.replay import ColumnMapping, row_to_reading_body
 from include.settings import Settings
-from tests.conftest import settings_env
-from tests.include.test_kafka_roundtrip import consume_all
+from tests.fixtures.kafka import consume_all
+from tests.fixtures.settings import settings_env
 
 CLI = str(Path(sys.executable).with_name("climatewatch"))
 

@@ -18,7 +18,7 @@ from include.settings import Settings
 from include.topics import ensure_topics
 from streaming.processor import StreamProcessor
 from streaming.silence import partition_of
-from tests.conftest import settings_env
+from tests.fixtures.settings import settings_env
 from tests.fixtures.stream import SCENARIO_START, alerts, produce, scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from include.settings import Settings
-from tests.conftest import settings_env
 from tests.fixtures.archive import archived_readings, produce_scenario
+from tests.fixtures.settings import settings_env
 from warehouse.archive.compaction import CRASH_AT_ENV, CRASH_EXIT_CODE, closed_groups, compact
 from warehouse.archive.ledger import ArchivedFile, Ledger, LedgerEntry
 from warehouse.archive.run import archive_topic

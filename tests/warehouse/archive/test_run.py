@@ -16,13 +16,13 @@ from include.errors import ClimateWatchError
 from include.events import Alert, WindowStats
 from include.kafka_clients import make_admin, make_producer
 from include.settings import Settings
-from tests.conftest import settings_env
 from tests.fixtures.archive import (
     archived_readings,
     parquet_files,
     produce_scenario,
     rejected_reasons,
 )
+from tests.fixtures.settings import settings_env
 from warehouse.archive.ledger import Ledger, LedgerEntry
 from warehouse.archive.run import (
     CRASH_AFTER_FILES_ENV,

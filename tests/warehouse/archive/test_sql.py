@@ -10,25 +10,8 @@ import pytest
 
 from include.settings import Settings
 from tests.fixtures.archive import produce_scenario
+from tests.fixtures.readme import README_READINGS_SQL, README_REJECTED_SQL
 from warehouse.archive.run import archive_topic
-
-# Exactly the README's snippets (the archive under the default data/archive).
-README_READINGS_SQL = """
-SELECT date, region,
-       count(*)                     AS readings,
-       round(avg(temperature_c), 2) AS mean_c,
-       min(temperature_c)           AS min_c,
-       max(temperature_c)           AS max_c
-FROM read_parquet('data/archive/readings/**/*.parquet', hive_partitioning = true)
-GROUP BY date, region
-ORDER BY date, region;
-"""
-README_REJECTED_SQL = """
-SELECT date, reason, count(*) AS records
-FROM read_parquet('data/archive/rejected/**/*.parquet', hive_partitioning = true)
-GROUP BY date, reason
-ORDER BY date, reason;
-"""
 
 
 @pytest.mark.kafka

@@ -15,8 +15,8 @@ import duckdb
 import pytest
 
 from include.settings import Settings, load_settings
-from tests.conftest import settings_env
 from tests.fixtures import quality as q
+from tests.fixtures.settings import settings_env
 from tests.fixtures.stats import FakeArchive
 from tests.fixtures.stream import alerts
 from warehouse.archive.quarantine import quarantined_ids

@@ -18,20 +18,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from include.errors import ClimateWatchError
 from include.settings import Settings, get_settings, load_settings
-from tests.conftest import settings_env
-from tests.fixtures.stats import FakeArchive
-from tests.warehouse.stats.test_recompute import alert, day1_nice, day1_paris, day2_paris
+from tests.fixtures.report import NOW, build_archive, make_settings, write_quality
+from tests.fixtures.settings import settings_env
+from tests.fixtures.stats import FakeArchive, day1_nice, day1_paris, day2_paris
 from warehouse.archive.ledger import LedgerEntry
 from warehouse.archive.quarantine import quarantine_batch
 from warehouse.db import connect_read_only
-from warehouse.quality.validate import summary_schema
 from warehouse.report import (
     SECTION_IDS,
     day_is_final,
@@ -48,68 +45,6 @@ pytestmark = pytest.mark.unit
 
 DAY1 = date(2026, 3, 1)
 DAY2 = date(2026, 3, 2)
-NOW = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
-
-
-# --- the dataset ---------------------------------------------------------------------------
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    climatology = tmp_path / "normals.csv"
-    climatology.write_text("region,month,day,normal_c\nnice,3,1,12.5\n")
-    return load_settings(
-        data_dir=tmp_path / "data",
-        reporting_interval_s=600,
-        climatology_csv=climatology,
-        **overrides,
-    )
-
-
-def build_archive(settings: Settings) -> dict[str, LedgerEntry]:
-    """The known archive; nice's day is its own batch (so it can be quarantined alone)."""
-    archive = FakeArchive(Path(settings.archive_root))
-    return {
-        "paris": archive.add_readings(day1_paris()),
-        "nice": archive.add_readings(day1_nice(), partition=2),
-        "day2": archive.add_readings(day2_paris(), partition=1),
-        "alerts": archive.add_alerts(
-            [
-                alert("h1", "heat"),
-                alert("h1", "heat"),
-                alert("h2", "heat"),
-                alert("h1", "heat", "resolved"),
-                alert("c1", "cold"),
-            ]
-        ),
-    }
-
-
-def write_quality(
-    settings: Settings,
-    entries: list[LedgerEntry],
-    failures: dict[str, tuple[str, int]] | None = None,
-) -> Path:
-    """A data-quality summary for every readings batch (``failures``: expectation -> severity, count)."""
-    failures = failures or {}
-    rows = []
-    for entry in entries:
-        for day in entry.dates:
-            for expectation in ("values_in_range", "no_duplicate_readings", *failures):
-                severity, unexpected = failures.get(expectation, ("critical", 0))
-                rows.append(
-                    {
-                        "batch_id": entry.batch_id,
-                        "date": date.fromisoformat(day),
-                        "region": None if expectation == "no_duplicate_readings" else "paris",
-                        "expectation": expectation,
-                        "severity": severity,
-                        "success": expectation not in failures,
-                        "unexpected_count": unexpected,
-                        "validated_at": NOW,
-                    }
-                )
-    path = settings.quality_summary_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=summary_schema()), path)
-    return path
 
 
 @pytest.fixture

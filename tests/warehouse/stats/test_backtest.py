@@ -12,7 +12,7 @@ import pytest
 
 from include.events import alert_id_for
 from include.settings import Settings, load_settings
-from tests.conftest import settings_env
+from tests.fixtures.settings import settings_env
 from tests.fixtures.stats import FakeArchive
 from warehouse.stats.backtest import backtest
 

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from include.settings import Settings, load_settings
-from tests.conftest import settings_env
-from tests.fixtures.stats import FakeArchive
-from tests.warehouse.stats.test_recompute import day1_nice, day1_paris, day2_paris
+from tests.fixtures.settings import settings_env
+from tests.fixtures.stats import FakeArchive, day1_nice, day1_paris, day2_paris
 from warehouse.db import build_warehouse, connect_read_only
 from warehouse.stats.recompute import recompute
 

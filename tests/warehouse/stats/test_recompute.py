@@ -15,58 +15,29 @@ alerts 2026-03-01 paris: heat firing twice (two ids, one repeated), one resolved
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from include.settings import Settings, load_settings
-from tests.fixtures.stats import FakeArchive
+from tests.fixtures.stats import (
+    DAY1,
+    DAY2,
+    FakeArchive,
+    alert,
+    at,
+    day1_nice,
+    day1_paris,
+    day2_paris,
+    same_tables,
+    table_snapshot,
+)
 from warehouse.db import connect_read_only
 from warehouse.stats.recompute import rebuild, recompute, recompute_dates
 
 pytestmark = pytest.mark.unit
-
-DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
-DAY2 = datetime(2026, 3, 2, tzinfo=UTC)
-TEN_MIN = timedelta(minutes=10)
-
-
-def at(day: datetime, hour: int, minute: int = 0) -> datetime:
-    return day + timedelta(hours=hour, minutes=minute)
-
-
-def day1_paris() -> list[tuple[str, str, datetime, float]]:
-    rows = [("a", "paris", at(DAY1, 0, 10 * i), 10.0 + i) for i in range(6)]
-    rows += [("b", "paris", at(DAY1, 0, 10 * i), 20.0) for i in range(3)]
-    rows += [("a", "paris", at(DAY1, 12, 10 * i), 16.0) for i in range(6)]
-    rows += [("b", "paris", at(DAY1, 12, 10 * i), 17.5) for i in range(6)]
-    return rows
-
-
-def day2_paris() -> list[tuple[str, str, datetime, float]]:
-    return [("a", "paris", at(DAY2, 6, 10 * i), 20.0) for i in range(6)]
-
-
-def day1_nice() -> list[tuple[str, str, datetime, float]]:
-    return [("c", "nice", at(DAY1, 9, 10 * i), 12.0 + i) for i in range(4)]
-
-
-def alert(alert_id: str, rule: str, status: str = "firing") -> dict:
-    return {
-        "alert_id": alert_id,
-        "rule": rule,
-        "severity": "warning",
-        "region": "paris",
-        "window_start": at(DAY1, 12),
-        "window_end": at(DAY1, 12, 1),
-        "value": 31.0,
-        "threshold": 30.0,
-        "status": status,
-        "message": "test",
-        "emitted_at": at(DAY1, 12, 2),
-    }
 
 
 @pytest.fixture
@@ -199,39 +170,6 @@ def test_degree_day_base_is_a_setting_and_a_change_recomputes_everything(
     assert result.mode == "rebuild" and result.batches == 0
     (row,) = rows(warmer, "SELECT hdd, cdd FROM regional_daily")
     assert (row["hdd"], row["cdd"]) == (4.0, 0.0)
-
-
-def table_snapshot(settings: Settings) -> dict[str, list[tuple]]:
-    """Every model table, sorted by its key."""
-    tables = {
-        "sensor_daily": "region, date, sensor_id",
-        "regional_hourly": "region, hour_start",
-        "regional_daily": "region, date",
-        "reconciliation": "region, window_start",
-    }
-    con = connect_read_only(settings.warehouse_path)
-    try:
-        return {t: con.execute(f"FROM {t} ORDER BY {key}").fetchall() for t, key in tables.items()}
-    finally:
-        con.close()
-
-
-def same_tables(left: dict[str, list[tuple]], right: dict[str, list[tuple]]) -> bool:
-    """Equal values; floats equal up to summation order (parallel aggregation)."""
-
-    def same(a: object, b: object) -> bool:
-        if isinstance(a, float) and isinstance(b, float):
-            return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9)
-        return a == b
-
-    return left.keys() == right.keys() and all(
-        len(left[t]) == len(right[t])
-        and all(
-            len(x) == len(y) and all(same(a, b) for a, b in zip(x, y, strict=True))
-            for x, y in zip(left[t], right[t], strict=True)
-        )
-        for t in left
-    )
 
 
 def test_incremental_recompute_equals_a_full_rebuild(

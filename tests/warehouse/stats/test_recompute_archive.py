@@ -17,7 +17,7 @@ import pytest
 
 from include.settings import Settings
 from tests.fixtures.archive import produce_scenario
-from tests.warehouse.stats.test_recompute import same_tables, table_snapshot
+from tests.fixtures.stats import same_tables, table_snapshot
 from warehouse.archive.compaction import compact
 from warehouse.archive.run import archive_topic
 from warehouse.db import connect_read_only

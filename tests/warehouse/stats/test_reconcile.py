@@ -15,61 +15,14 @@ from pathlib import Path
 import pytest
 
 from include.settings import Settings, load_settings
-from tests.conftest import settings_env
+from tests.fixtures.reconcile import MINUTE, START, on_time_readings, speed_records
+from tests.fixtures.settings import settings_env
 from tests.fixtures.stats import FakeArchive
 from warehouse.db import connect_read_only
 from warehouse.stats.recompute import recompute
 from warehouse.stats.reconcile import reconciliation_for
 
 pytestmark = pytest.mark.unit
-
-START = datetime(2026, 5, 10, 23, 57, tzinfo=UTC)  # windows cross midnight
-MINUTE = timedelta(minutes=1)
-Row = tuple[str, str, datetime, float]
-
-
-def on_time_readings() -> list[Row]:
-    """Four windows per region, two sensors, one reading each per 20 s."""
-    rows = []
-    for region, base in (("paris", 10.0), ("dakar", 30.0)):
-        for window in range(4):
-            for second in (0, 20, 40):
-                for sensor in ("s1", "s2"):
-                    ts = START + window * MINUTE + timedelta(seconds=second)
-                    rows.append((f"{region}-{sensor}", region, ts, base + window + second / 100))
-    return rows
-
-
-def speed_record(region: str, window_start: datetime, seen: list[Row], late: int = 0) -> dict:
-    values = [
-        t for _, r, ts, t in seen if r == region and window_start <= ts < window_start + MINUTE
-    ]
-    sensors = {
-        s for s, r, ts, _ in seen if r == region and window_start <= ts < window_start + MINUTE
-    }
-    return {
-        "region": region,
-        "window_start": window_start,
-        "window_end": window_start + MINUTE,
-        "count": len(values),
-        "mean_c": sum(values) / len(values),
-        "min_c": min(values),
-        "max_c": max(values),
-        "sensors": len(sensors),
-        "late": late,
-        "invalid": 0,
-        "closed_by": "watermark",
-        "emitted_at": window_start + 2 * MINUTE,
-    }
-
-
-def speed_records(seen: list[Row], late: dict[tuple[str, int], int] | None = None) -> list[dict]:
-    late = late or {}
-    return [
-        speed_record(region, START + w * MINUTE, seen, late.get((region, w), 0))
-        for region in ("paris", "dakar")
-        for w in range(4)
-    ]
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from include.settings import Settings, load_settings
-from tests.conftest import settings_env
-from tests.fixtures.stats import FakeArchive
-from tests.warehouse.stats.test_recompute import day1_nice, day1_paris, day2_paris
+from tests.fixtures.settings import settings_env
+from tests.fixtures.stats import FakeArchive, day1_nice, day1_paris, day2_paris
 
 pytestmark = pytest.mark.unit
 
