@@ -9,6 +9,7 @@ configuration only. Each field's description is the documentation of its variabl
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -290,13 +291,23 @@ class Settings(BaseSettings):
         return config
 
 
-def describe_settings() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for every setting, for docs and ``climatewatch settings``."""
+@dataclass(frozen=True)
+class SettingDoc:
+    """One setting as a user sets it: its variable, its default and what it means."""
+
+    name: str
+    variable: str
+    default: str
+    description: str
+
+
+def describe_settings() -> list[SettingDoc]:
+    """Every setting, for the README and ``climatewatch settings``."""
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.default
         shown = "" if default is None else str(default)
-        rows.append((f"{ENV_PREFIX}{name.upper()}", shown, field.description or ""))
+        rows.append(SettingDoc(name, f"{ENV_PREFIX}{name.upper()}", shown, field.description or ""))
     return rows
 
 

@@ -56,10 +56,6 @@ class RulesConfig:
             }
         return merged
 
-    @property
-    def history_windows(self) -> int:
-        return int(self.rules.get("drastic_change", {}).get("windows_back", 10))
-
 
 def load_rules(path: Path | None = None) -> RulesConfig:
     """Read and check a rules file; a mistake names the file and the key."""

@@ -15,7 +15,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme() -> None:
-    missing = [variable for variable, _, _ in describe_settings() if f"`{variable}`" not in README]
+    missing = [s.variable for s in describe_settings() if f"`{s.variable}`" not in README]
     assert not missing, f"README.md does not document {missing}"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
 from include.errors import ClimateWatchError
@@ -56,12 +57,11 @@ def show_settings() -> None:
 
     current = get_settings()
     table = Table("variable", "current", "default", "meaning")
-    for variable, default, meaning in describe_settings():
-        value = getattr(current, variable.removeprefix("CLIMATEWATCH_").lower())
+    for doc in describe_settings():
+        value = getattr(current, doc.name)
         shown = "" if value is None else str(value)
-        table.add_row(
-            variable, "***" if "PASSWORD" in variable and value else shown, default, meaning
-        )
+        secret = isinstance(value, SecretStr)
+        table.add_row(doc.variable, "***" if secret else shown, doc.default, doc.description)
     console.print(table)
 
 
@@ -69,7 +69,7 @@ def show_settings() -> None:
 @kafka_app.command("fetch")
 def kafka_fetch() -> None:
     """Download the Kafka broker jars from Maven Central into the cache (once)."""
-    from include.kafka_local import fetch_jars
+    from include.kafka_local.jars import fetch_jars
 
     path = fetch_jars(get_settings())
     console.print(f"Kafka jars ready in {path}")
@@ -99,7 +99,9 @@ def kafka_start(
     ] = 120,
 ) -> None:
     """Start the local broker (or a replicated cluster) and wait until it answers."""
-    from include.kafka_local import CLIENT_ROLES, LocalCluster, fetch_jars
+    from include.kafka_local.cluster import LocalCluster
+    from include.kafka_local.jars import fetch_jars
+    from include.kafka_local.security import CLIENT_ROLES
 
     settings = get_settings()
     fetch_jars(settings)
@@ -141,7 +143,7 @@ def kafka_start(
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop the local broker (every node) cleanly."""
-    from include.kafka_local import LocalCluster
+    from include.kafka_local.cluster import LocalCluster
 
     outcome = LocalCluster.from_settings(get_settings()).stop()
     console.print("Kafka broker stopped" if outcome == "stopped" else "Kafka broker is not running")
@@ -150,7 +152,7 @@ def kafka_stop() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Each node, and the leader and in-sync replicas of every ClimateWatch partition."""
-    from include.kafka_local import LocalCluster
+    from include.kafka_local.cluster import LocalCluster
     from include.topics import topic_specs
 
     settings = get_settings()
@@ -359,7 +361,7 @@ def up(
 @app.command("down")
 def down() -> None:
     """Stop every process 'up' started, in reverse order, then the local Kafka."""
-    from include.kafka_local import LocalCluster
+    from include.kafka_local.cluster import LocalCluster
     from include.ops.stack import STACK_ORDER, Supervisor
 
     settings = get_settings()
@@ -377,7 +379,7 @@ def ps() -> None:
     """What of the local stack runs: pid, state and log file of each process."""
     from rich.table import Table
 
-    from include.kafka_local import LocalCluster
+    from include.kafka_local.cluster import LocalCluster
     from include.ops.stack import STACK_ORDER, Supervisor
 
     settings = get_settings()
@@ -400,7 +402,8 @@ def ps() -> None:
 
 
 def _start_kafka_and_topics(settings: Settings) -> None:
-    from include.kafka_local import LocalCluster, fetch_jars
+    from include.kafka_local.cluster import LocalCluster
+    from include.kafka_local.jars import fetch_jars
     from include.topics import ensure_topics
 
     fetch_jars(settings)

@@ -15,11 +15,13 @@ when it was archived): :class:`BatchFacts` carries them and the suite is built p
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.contract import MAX_TEMPERATURE_C, MIN_TEMPERATURE_C
+from include.contract import MAX_TEMPERATURE_C, MIN_TEMPERATURE_C, Reading, reading_arrow_schema
+from include.fields import specs
 from include.regions import KNOWN_REGION_NAMES, REGIONS_BY_NAME
 
 if TYPE_CHECKING:
@@ -30,17 +32,14 @@ SUITE_NAME = "readings_batch"
 CRITICAL = "critical"
 WARNING = "warning"
 
-# Column -> the type Great Expectations observes for it in a frame read from the archive
-# (pyarrow's to_pandas of warehouse.archive.run.dataset_schema plus the Hive region).
-ARCHIVE_COLUMN_TYPES = {
-    "sensor_id": "str",
-    "region": "str",
-    "ts": "Timestamp",
-    "temperature_c": "float64",
-    "humidity_pct": "float64",
-    "pressure_hpa": "float64",
-    "kafka_partition": "int32",
-    "kafka_offset": "int64",
+# How Great Expectations names the type of an archive column in a frame read from the
+# archive (pyarrow's to_pandas of the readings schema, the Hive region included).
+_OBSERVED_TYPE_NAMES = {
+    "string": "str",
+    "timestamp[us, tz=UTC]": "Timestamp",
+    "double": "float64",
+    "int32": "int32",
+    "int64": "int64",
 }
 DERIVED_COLUMNS = ("outside_plausible_band_c", "sensor_reporting_ratio")
 
@@ -111,6 +110,16 @@ def with_derived_columns(frame: pd.DataFrame, facts: BatchFacts) -> pd.DataFrame
     return frame.assign(outside_plausible_band_c=excess, sensor_reporting_ratio=ratio)
 
 
+@functools.cache
+def archive_column_types() -> dict[str, str]:
+    """Column -> observed type name of a readings batch, derived from the reading contract."""
+    return {field.name: _OBSERVED_TYPE_NAMES[str(field.type)] for field in reading_arrow_schema()}
+
+
+REQUIRED_COLUMNS = tuple(spec.name for spec in specs(Reading) if spec.required)
+"""Columns every reading has (the contract's required fields)."""
+
+
 def _meta(severity: str, check: str, why: str) -> dict[str, Any]:
     return {"severity": severity, "check": check, "notes": why}
 
@@ -120,10 +129,23 @@ def expectations_for(facts: BatchFacts) -> list[Any]:
     import great_expectations as gx
 
     e = gx.expectations
-    rules: list[Any] = [
-        # schema
+    return [
+        *_schema_and_completeness(e),
+        *_validity(e),
+        e.ExpectCompoundColumnsToBeUnique(
+            column_list=["sensor_id", "ts"],
+            meta=_meta(CRITICAL, "uniqueness", "one reading per sensor and instant"),
+        ),
+        *_timeliness(e, facts),
+        *_volume(e, facts),
+    ]
+
+
+def _schema_and_completeness(e: Any) -> list[Any]:
+    types = archive_column_types()
+    return [
         e.ExpectTableColumnsToMatchSet(
-            column_set=[*ARCHIVE_COLUMN_TYPES, *DERIVED_COLUMNS],
+            column_set=[*types, *DERIVED_COLUMNS],
             exact_match=True,
             meta=_meta(CRITICAL, "schema", "the archive's columns, no more, no fewer"),
         ),
@@ -133,16 +155,19 @@ def expectations_for(facts: BatchFacts) -> list[Any]:
                 type_=type_name,
                 meta=_meta(CRITICAL, "schema", f"{column} is {type_name}"),
             )
-            for column, type_name in ARCHIVE_COLUMN_TYPES.items()
+            for column, type_name in types.items()
         ),
-        # completeness
         *(
             e.ExpectColumnValuesToNotBeNull(
                 column=column, meta=_meta(CRITICAL, "completeness", f"every reading has {column}")
             )
-            for column in ("sensor_id", "region", "ts", "temperature_c")
+            for column in REQUIRED_COLUMNS
         ),
-        # validity
+    ]
+
+
+def _validity(e: Any) -> list[Any]:
+    return [
         e.ExpectColumnValuesToBeBetween(
             column="temperature_c",
             min_value=MIN_TEMPERATURE_C,
@@ -168,12 +193,11 @@ def expectations_for(facts: BatchFacts) -> list[Any]:
             value_set=sorted(KNOWN_REGION_NAMES),
             meta=_meta(WARNING, "validity", "a region of the sensor network"),
         ),
-        # uniqueness
-        e.ExpectCompoundColumnsToBeUnique(
-            column_list=["sensor_id", "ts"],
-            meta=_meta(CRITICAL, "uniqueness", "one reading per sensor and instant"),
-        ),
-        # timeliness
+    ]
+
+
+def _timeliness(e: Any, facts: BatchFacts) -> list[Any]:
+    rules = [
         e.ExpectColumnValuesToBeBetween(
             column="ts",
             max_value=future_limit(facts.archived_at),
@@ -182,8 +206,25 @@ def expectations_for(facts: BatchFacts) -> list[Any]:
                 "timeliness",
                 f"no event time more than {FUTURE_TOLERANCE} after the batch was archived",
             ),
-        ),
-        # volume
+        )
+    ]
+    if facts.check_freshness:
+        rules.append(
+            e.ExpectColumnMaxToBeBetween(
+                column="ts",
+                min_value=facts.archived_at - MAX_STALENESS,
+                meta=_meta(
+                    WARNING,
+                    "timeliness",
+                    f"the newest reading is at most {MAX_STALENESS} older than the archive run",
+                ),
+            )
+        )
+    return rules
+
+
+def _volume(e: Any, facts: BatchFacts) -> list[Any]:
+    return [
         e.ExpectTableRowCountToBeBetween(
             min_value=int(VOLUME_BAND[0] * facts.expected_rows),
             max_value=int(VOLUME_BAND[1] * facts.expected_rows) + facts.known_sensors,
@@ -202,19 +243,6 @@ def expectations_for(facts: BatchFacts) -> list[Any]:
             meta=_meta(WARNING, "volume", "each sensor reports at the configured interval"),
         ),
     ]
-    if facts.check_freshness:
-        rules.append(
-            e.ExpectColumnMaxToBeBetween(
-                column="ts",
-                min_value=facts.archived_at - MAX_STALENESS,
-                meta=_meta(
-                    WARNING,
-                    "timeliness",
-                    f"the newest reading is at most {MAX_STALENESS} older than the archive run",
-                ),
-            )
-        )
-    return rules
 
 
 def build_suite(facts: BatchFacts) -> gx.ExpectationSuite:

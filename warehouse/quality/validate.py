@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.errors import ClimateWatchError
 from include.settings import Settings
-from warehouse.archive.ledger import Ledger, LedgerEntry, filesystem_for, write_atomically
+from warehouse.archive.ledger import Ledger, LedgerEntry, filesystem_for
 from warehouse.archive.quarantine import (
     QUARANTINE_DIR,
     quarantine_batch,
@@ -42,17 +41,17 @@ from warehouse.archive.quarantine import (
     release_batch,
 )
 from warehouse.quality.expectations import (
-    ARCHIVE_COLUMN_TYPES,
     CRITICAL,
     RECENT_BATCH,
-    SUITE_NAME,
     BatchFacts,
+    archive_column_types,
     batch_span_s,
-    build_suite,
     expectation_name,
     future_limit,
     with_derived_columns,
 )
+from warehouse.quality.gx import GxValidator
+from warehouse.quality.summary import observed, summary_rows, write_summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,10 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RULE = "data_quality"
-DATASOURCE = "climatewatch_archive"
-ASSET = "readings"
-BATCH_DEFINITION = "archive_batch"
-DOCS_SITE = "climatewatch"
 HISTORY_BATCHES = 5  # recent batches of a partition that say how many sensors it carries
 
 
@@ -202,7 +197,7 @@ def load_batch(
             "region", pa.array([archived.region] * table.num_rows, pa.string())
         )
         tables.append(table)
-    columns = list(ARCHIVE_COLUMN_TYPES)
+    columns = list(archive_column_types())
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
@@ -238,203 +233,6 @@ def batch_facts(
         reporting_interval_s=settings.reporting_interval_s,
         check_freshness=newest and now - archived_at <= RECENT_BATCH,
     )
-
-
-# --- Great Expectations -----------------------------------------------------------------------
-class _Validator:
-    """A file-backed Great Expectations context under ``<data_dir>/quality/gx``.
-
-    File-backed so every batch's result is kept and Data Docs list them all. Analytics
-    off and progress bars off: no network calls, no noise in task logs.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        os.environ["GX_ANALYTICS_ENABLED"] = "False"
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        for name in list(logging.root.manager.loggerDict):  # some are named by file path
-            if "great_expectations" in name:
-                logging.getLogger(name).setLevel(logging.WARNING)
-
-        self.gx = gx
-        root = settings.quality_dir
-        root.mkdir(parents=True, exist_ok=True)
-        context = gx.get_context(mode="file", project_root_dir=str(root))
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        context.variables.analytics_enabled = False
-        context.variables.save()
-        docs = str(settings.data_docs_dir.resolve())
-        if DOCS_SITE not in context.get_site_names():
-            context.add_data_docs_site(
-                site_name=DOCS_SITE,
-                site_config={
-                    "class_name": "SiteBuilder",
-                    "store_backend": {
-                        "class_name": "TupleFilesystemStoreBackend",
-                        "base_directory": docs,
-                    },
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                },
-            )
-        source = context.data_sources.add_or_update_pandas(DATASOURCE)
-        asset = next((a for a in source.assets if a.name == ASSET), None)
-        asset = asset or source.add_dataframe_asset(ASSET)
-        definition = next((b for b in asset.batch_definitions if b.name == BATCH_DEFINITION), None)
-        self.batch_definition = definition or asset.add_batch_definition_whole_dataframe(
-            BATCH_DEFINITION
-        )
-        self.context = context
-
-    def validate(self, facts: BatchFacts, frame: pd.DataFrame) -> Any:
-        """Run the batch's suite through a checkpoint: the result is stored for Data Docs."""
-        from great_expectations.core.run_identifier import RunIdentifier
-
-        gx = self.gx
-        suite = self.context.suites.add_or_update(build_suite(facts))
-        definition = self.context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=SUITE_NAME, data=self.batch_definition, suite=suite)
-        )
-        checkpoint = self.context.checkpoints.add_or_update(
-            gx.Checkpoint(
-                name=SUITE_NAME,
-                validation_definitions=[definition],
-                result_format={"result_format": "SUMMARY"},
-            )
-        )
-        result = checkpoint.run(
-            batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=facts.batch_id)
-        )
-        return next(iter(result.run_results.values()))
-
-    def breakdown(self, frame: pd.DataFrame, config: Any) -> dict[tuple[str, str], int]:
-        """Unexpected rows of one failed row-level expectation per (date, region).
-
-        Asked only for failures (rare), with the rows' date and region as index columns.
-        """
-        dated = frame.assign(date=frame["ts"].dt.strftime("%Y-%m-%d"))
-        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": dated})
-        expectation = config.to_domain_obj() if hasattr(config, "to_domain_obj") else config
-        result = batch.validate(
-            expectation,
-            result_format={
-                "result_format": "COMPLETE",
-                "unexpected_index_column_names": ["date", "region"],
-                "return_unexpected_index_query": False,
-            },
-        )
-        counts: dict[tuple[str, str], int] = {}
-        for row in result.result.get("unexpected_index_list") or ():
-            key = (str(row.get("date")), str(row.get("region")))
-            counts[key] = counts.get(key, 0) + 1
-        return counts
-
-    def build_docs(self) -> str:
-        urls = self.context.build_data_docs(site_names=[DOCS_SITE])
-        return urls.get(DOCS_SITE, "")
-
-
-def _observed(result: Any) -> str | None:
-    value = result.result.get("observed_value")
-    if value is None:
-        return None
-    text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _summary_rows(
-    validator: _Validator,
-    entry: LedgerEntry,
-    frame: pd.DataFrame,
-    validation: Any,
-    validated_at: datetime,
-) -> list[dict[str, Any]]:
-    """Rows of the summary table: per (date, region) for row-level expectations.
-
-    The (date, region) pairs are the batch's files (the archive partitions by both).
-    """
-    pairs = sorted(
-        {(f.date, f.region) for f in entry.files if f.dataset == "readings"},
-        key=lambda pair: (pair[0] or "", pair[1] or ""),
-    )
-    rows = []
-    for result in validation.results:
-        config = result.expectation_config
-        name = expectation_name(config)
-        severity = (config.meta or {}).get("severity", CRITICAL)
-        unexpected = result.result.get("unexpected_count")
-        if unexpected is None:  # batch-wide: schema, row count, newest reading
-            rows += [
-                {
-                    "date": day,
-                    "region": None,
-                    "expectation": name,
-                    "severity": severity,
-                    "success": bool(result.success),
-                    "unexpected_count": None,
-                }
-                for day in (entry.dates or (None,))
-            ]
-            continue
-        per_pair = validator.breakdown(frame, config) if unexpected else {}
-        for day, region in pairs:
-            count = per_pair.get((str(day), str(region)), 0)
-            rows.append(
-                {
-                    "date": day,
-                    "region": region,
-                    "expectation": name,
-                    "severity": severity,
-                    "success": bool(result.success) or count == 0,
-                    "unexpected_count": count,
-                }
-            )
-    for row in rows:
-        row["batch_id"] = entry.batch_id
-        row["validated_at"] = validated_at
-    return rows
-
-
-def summary_schema() -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("batch_id", pa.string()),
-            ("date", pa.date32()),
-            ("region", pa.string()),
-            ("expectation", pa.string()),
-            ("severity", pa.string()),
-            ("success", pa.bool_()),
-            ("unexpected_count", pa.int64()),
-            ("validated_at", pa.timestamp("us", tz="UTC")),
-        ]
-    )
-
-
-def _write_summary(settings: Settings, batch_ids: set[str], rows: list[dict[str, Any]]) -> None:
-    """Replace these batches' rows in the summary Parquet (atomically)."""
-    import io
-    from datetime import date
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    path = settings.quality_summary_path
-    schema = summary_schema()
-    for row in rows:
-        if isinstance(row["date"], str):
-            row["date"] = date.fromisoformat(row["date"])
-    new = pa.Table.from_pylist(rows, schema=schema)
-    if path.exists():
-        old = pq.read_table(path).cast(schema)
-        keep = pc.invert(pc.is_in(old["batch_id"], value_set=pa.array(sorted(batch_ids))))
-        new = pa.concat_tables([old.filter(keep), new])
-    buffer = io.BytesIO()
-    pq.write_table(new, buffer, compression="zstd")
-    fs, _ = filesystem_for(str(path.parent))
-    write_atomically(fs, str(path.resolve()), buffer.getvalue())
 
 
 # --- alerts -----------------------------------------------------------------------------------
@@ -504,63 +302,10 @@ def validate_batches(
     if not entries:
         say("data quality: no new archive batch to validate")
         return run
-    validator = _Validator(settings)
-    newest_end = {}
-    for entry in ledger:
-        newest_end[entry.partition] = max(newest_end.get(entry.partition, 0), entry.end_offset)
-    held = quarantined_ids(settings.archive_root)
-    alerts, touched_dates, summary_rows = [], set(), []
+    batch_run = _BatchRun(settings, GxValidator(settings), ledger, now)
     settings.quality_results_dir.mkdir(parents=True, exist_ok=True)
     for number, entry in enumerate(entries, 1):
-        batch_started = time.perf_counter()
-        frame = load_batch(settings, entry, quarantined=entry.batch_id in held)
-        newest = entry.end_offset == newest_end.get(entry.partition)
-        if frame.empty:  # only malformed records: the rejected archive holds them
-            validation = None
-        else:
-            facts = batch_facts(settings, entry, frame, newest=newest, now=now)
-            checked = with_derived_columns(frame, facts)
-            validation = validator.validate(facts, checked)
-        previous = _load_result(settings, entry.batch_id) or {}
-        outcome = BatchOutcome(
-            batch_id=entry.batch_id,
-            partition=entry.partition,
-            rows=len(frame),
-            sensors=int(frame["sensor_id"].nunique()),
-            dates=list(entry.dates),
-            released=bool(previous.get("outcome", {}).get("released")),
-            failures=[
-                Finding(
-                    expectation_name(r.expectation_config),
-                    (r.expectation_config.meta or {}).get("severity", CRITICAL),
-                    r.result.get("unexpected_count"),
-                    _observed(r),
-                )
-                for r in (validation.results if validation else ())
-                if not r.success
-            ],
-        )
-        if outcome.critical and not outcome.released:
-            if entry.batch_id not in held:
-                quarantine_batch(
-                    settings.archive_root,
-                    entry,
-                    reason="; ".join(f.describe() for f in outcome.critical),
-                    failures=tuple(asdict(f) for f in outcome.critical),
-                    now=now,
-                )
-                touched_dates.update(entry.dates)
-                alerts.append(quality_alert(outcome, frame, now))
-            outcome.quarantined = True
-        if validation is not None:
-            summary_rows += _summary_rows(validator, entry, checked, validation, now)
-        outcome.seconds = time.perf_counter() - batch_started
-        body = {
-            "outcome": outcome.to_dict(),
-            "validated_at": now.isoformat(),
-            "validation": validation.to_json_dict() if validation else None,
-        }
-        _result_path(settings, entry.batch_id).write_text(json.dumps(body, default=str))
+        outcome = batch_run.validate(entry)
         run.batches.append(outcome)
         run.rows += outcome.rows
         state = "QUARANTINED" if outcome.quarantined else "ok"
@@ -569,18 +314,100 @@ def validate_batches(
             f"{len(outcome.critical)} critical, {len(outcome.warnings)} warning(s), {state} "
             f"({outcome.seconds:.2f} s)"
         )
-    _write_summary(settings, {e.batch_id for e in entries}, summary_rows)
-    run.data_docs = validator.build_docs()
-    if touched_dates:
-        recompute_dates(settings, sorted(touched_dates))
+    write_summary(settings, {e.batch_id for e in entries}, batch_run.summary_rows)
+    run.data_docs = batch_run.validator.build_docs()
+    if batch_run.touched_dates:
+        recompute_dates(settings, sorted(batch_run.touched_dates))
     if publish:
-        run.alerts_published = publish_alerts(settings, alerts)
+        run.alerts_published = publish_alerts(settings, batch_run.alerts)
     run.seconds = time.perf_counter() - started
     say(
         f"data quality: {len(run.batches)} batch(es), {run.rows:,} rows in {run.seconds:.1f} s; "
         f"{len(run.critical_batches)} failed critical expectations; Data Docs {run.data_docs}"
     )
     return run
+
+
+class _BatchRun:
+    """One run's state across its batches: what to quarantine, alert on and summarise."""
+
+    def __init__(
+        self, settings: Settings, validator: GxValidator, ledger: list[LedgerEntry], now: datetime
+    ) -> None:
+        self.settings = settings
+        self.validator = validator
+        self.now = now
+        self.newest_end: dict[int, int] = {}
+        for entry in ledger:
+            partition_end = self.newest_end.get(entry.partition, 0)
+            self.newest_end[entry.partition] = max(partition_end, entry.end_offset)
+        self.held = quarantined_ids(settings.archive_root)
+        self.alerts: list[Any] = []
+        self.touched_dates: set[str] = set()
+        self.summary_rows: list[dict[str, Any]] = []
+
+    def validate(self, entry: LedgerEntry) -> BatchOutcome:
+        """Validate one batch, quarantine it on a critical failure, record its result."""
+        settings, now = self.settings, self.now
+        batch_started = time.perf_counter()
+        frame = load_batch(settings, entry, quarantined=entry.batch_id in self.held)
+        validation, checked = None, frame
+        if not frame.empty:  # an empty batch is only malformed records: rejected/ holds them
+            newest = entry.end_offset == self.newest_end.get(entry.partition)
+            facts = batch_facts(settings, entry, frame, newest=newest, now=now)
+            checked = with_derived_columns(frame, facts)
+            validation = self.validator.validate(facts, checked)
+        outcome = _outcome(settings, entry, frame, validation)
+        if outcome.critical and not outcome.released:
+            self._quarantine(entry, outcome, frame)
+        if validation is not None:
+            self.summary_rows += summary_rows(self.validator, entry, checked, validation, now)
+        outcome.seconds = time.perf_counter() - batch_started
+        body = {
+            "outcome": outcome.to_dict(),
+            "validated_at": now.isoformat(),
+            "validation": validation.to_json_dict() if validation else None,
+        }
+        _result_path(settings, entry.batch_id).write_text(json.dumps(body, default=str))
+        return outcome
+
+    def _quarantine(self, entry: LedgerEntry, outcome: BatchOutcome, frame: pd.DataFrame) -> None:
+        if entry.batch_id not in self.held:
+            quarantine_batch(
+                self.settings.archive_root,
+                entry,
+                reason="; ".join(f.describe() for f in outcome.critical),
+                failures=tuple(asdict(f) for f in outcome.critical),
+                now=self.now,
+            )
+            self.touched_dates.update(entry.dates)
+            self.alerts.append(quality_alert(outcome, frame, self.now))
+        outcome.quarantined = True
+
+
+def _outcome(
+    settings: Settings, entry: LedgerEntry, frame: pd.DataFrame, validation: Any
+) -> BatchOutcome:
+    """What one validation found, keeping a person's earlier release of the batch."""
+    previous = _load_result(settings, entry.batch_id) or {}
+    return BatchOutcome(
+        batch_id=entry.batch_id,
+        partition=entry.partition,
+        rows=len(frame),
+        sensors=int(frame["sensor_id"].nunique()),
+        dates=list(entry.dates),
+        released=bool(previous.get("outcome", {}).get("released")),
+        failures=[
+            Finding(
+                expectation_name(r.expectation_config),
+                (r.expectation_config.meta or {}).get("severity", CRITICAL),
+                r.result.get("unexpected_count"),
+                observed(r),
+            )
+            for r in (validation.results if validation else ())
+            if not r.success
+        ],
+    )
 
 
 def release(settings: Settings, batch_id: str) -> dict[str, Any]:

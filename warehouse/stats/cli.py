@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,8 +20,6 @@ console = Console()
 warehouse_app = typer.Typer(
     help="The DuckDB warehouse: regional statistics and reconciliation.", no_args_is_help=True
 )
-
-OutputFormat = Literal["table", "csv", "json", "parquet"]
 
 
 def _print_result(result: Any) -> None:
