@@ -177,35 +177,11 @@ def generate(config: SimulationConfig, clock: Clock | None = None) -> Iterator[R
         if config.malformed_ratio and rng.random() < config.malformed_ratio:
             kind = MALFORMED_KINDS[sequence % len(MALFORMED_KINDS)]
             sequence += 1
-            yield Record(
-                sensor.sensor_id.encode(),
-                malformed_value(kind, sensor, when),
-                sensor.region.name,
-                when,
-                f"malformed:{kind}",
-                None,
-            )
+            yield _malformed_record(sensor, when, kind)
             continue
 
-        temperature = temperature_at(sensor, when, drift[sensor.region.name], rng)
-        region = sensor.region.name
-        if region == config.heat_wave and (
-            config.heat_wave_at_s <= elapsed < config.heat_wave_at_s + config.heat_wave_for_s
-        ):
-            temperature = config.heat_wave_c + rng.gauss(0.0, 0.5)
-        if region == config.drop and elapsed >= config.drop_at_s:
-            temperature -= config.drop_by_c
-        reading = Reading(
-            sensor.sensor_id,
-            region,
-            when,
-            round(temperature, 2),
-            round(min(100.0, max(0.0, 70 + rng.gauss(0, 8))), 1),
-            round(1013 + rng.gauss(0, 5), 1),
-        )
-        record = Record(
-            reading_key(reading), serialize_reading(reading), region, when, "reading", reading
-        )
+        temperature = _scenario_temperature(config, sensor, when, elapsed, drift, rng)
+        record = _reading_record(sensor, when, temperature, rng)
         if config.late_ratio and rng.random() < config.late_ratio:
             release = when + timedelta(seconds=config.late_by_s)
             heapq.heappush(delayed, (release, produced, _relabel(record, "late")))
@@ -219,6 +195,58 @@ def generate(config: SimulationConfig, clock: Clock | None = None) -> Iterator[R
         yield record
     while delayed:
         yield heapq.heappop(delayed)[2]
+
+
+def _malformed_record(sensor: Sensor, when: datetime, kind: str) -> Record:
+    return Record(
+        sensor.sensor_id.encode(),
+        malformed_value(kind, sensor, when),
+        sensor.region.name,
+        when,
+        f"malformed:{kind}",
+        None,
+    )
+
+
+def _scenario_temperature(
+    config: SimulationConfig,
+    sensor: Sensor,
+    when: datetime,
+    elapsed: float,
+    drift: dict[str, float],
+    rng: random.Random,
+) -> float:
+    """The sensor's temperature, with the configured heat wave or drop applied."""
+    temperature = temperature_at(sensor, when, drift[sensor.region.name], rng)
+    region = sensor.region.name
+    if region == config.heat_wave and (
+        config.heat_wave_at_s <= elapsed < config.heat_wave_at_s + config.heat_wave_for_s
+    ):
+        temperature = config.heat_wave_c + rng.gauss(0.0, 0.5)
+    if region == config.drop and elapsed >= config.drop_at_s:
+        temperature -= config.drop_by_c
+    return temperature
+
+
+def _reading_record(
+    sensor: Sensor, when: datetime, temperature: float, rng: random.Random
+) -> Record:
+    reading = Reading(
+        sensor.sensor_id,
+        sensor.region.name,
+        when,
+        round(temperature, 2),
+        round(min(100.0, max(0.0, 70 + rng.gauss(0, 8))), 1),
+        round(1013 + rng.gauss(0, 5), 1),
+    )
+    return Record(
+        reading_key(reading),
+        serialize_reading(reading),
+        sensor.region.name,
+        when,
+        "reading",
+        reading,
+    )
 
 
 def _relabel(record: Record, kind: str) -> Record:

@@ -10,7 +10,7 @@ import sys
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr
@@ -242,7 +242,7 @@ def simulate(
     """Publish simulated sensor readings, with optional scenarios, and print a summary."""
     from datetime import UTC
 
-    from include.simulator import SimulationConfig, run_simulation
+    from include.simulator import SimulationConfig
 
     try:
         config = SimulationConfig(
@@ -268,7 +268,13 @@ def simulate(
         )
     except ValueError as exc:
         raise ClimateWatchError(str(exc)) from None
+    _publish_simulation(config)
+
+
+def _publish_simulation(config: Any) -> None:
+    """Run the simulation with a live progress display; unacknowledged sends fail the run."""
     from include.ops.progress import simulation_progress
+    from include.simulator import run_simulation
 
     with simulation_progress(console) as on_progress:
         try:

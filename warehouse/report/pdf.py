@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from warehouse.report import charts, text
 from warehouse.report.data import ReportData
@@ -74,6 +74,26 @@ def render_pdf(data: ReportData) -> bytes:
     pdf.set_creation_date(data.generated_at)
     pdf.set_auto_page_break(auto=True, margin=12)
     pdf.add_page()
+    _title(pdf, data)
+    _heading(pdf, "Summary")
+    _table(
+        pdf,
+        ["", ""],
+        [[label, value] for label, value in text.headline(data.summary)],
+        (50, 130),
+        size=10,
+    )
+    _regions(pdf, data)
+    _heading(pdf, "Temperature through the day (UTC)")
+    _chart(pdf, charts.temperature_chart(data.regions, data.hourly, data.day), 180)
+    _heading(pdf, "Anomaly by region")
+    _chart(pdf, charts.anomaly_chart(data.regions), 170)
+    _alerts(pdf, data)
+    _quality(pdf, data)
+    return bytes(pdf.output())
+
+
+def _title(pdf: Any, data: ReportData) -> None:
     pdf.set_font("helvetica", "B", 16)
     pdf.cell(
         0,
@@ -83,7 +103,6 @@ def render_pdf(data: ReportData) -> bytes:
         new_y="NEXT",
     )
     _paragraph(pdf, f"UTC day {data.day.isoformat()}; generated {text.stamp(data.generated_at)}.")
-
     completeness = data.completeness
     if not completeness.complete:
         pdf.ln(2)
@@ -96,20 +115,13 @@ def render_pdf(data: ReportData) -> bytes:
             _paragraph(pdf, f"- {reason}")
         pdf.set_text_color(0, 0, 0)
 
-    _heading(pdf, "Summary")
-    _table(
-        pdf,
-        ["", ""],
-        [[label, value] for label, value in text.headline(data.summary)],
-        (50, 130),
-        size=10,
-    )
 
+def _regions(pdf: Any, data: ReportData) -> None:
     _heading(pdf, "Regions")
     _paragraph(
         pdf,
         f"Degree days against {data.degree_day_base_c:g} °C; anomaly = mean - baseline; "
-        f"minimum coverage {100 * completeness.min_coverage:g}%.",
+        f"minimum coverage {100 * data.completeness.min_coverage:g}%.",
         size=8,
     )
     _table(
@@ -147,35 +159,34 @@ def render_pdf(data: ReportData) -> bytes:
         (24, 17, 17, 17, 18, 17, 11, 11, 16, 15, 11),
     )
 
-    _heading(pdf, "Temperature through the day (UTC)")
-    _chart(pdf, charts.temperature_chart(data.regions, data.hourly, data.day), 180)
-    _heading(pdf, "Anomaly by region")
-    _chart(pdf, charts.anomaly_chart(data.regions), 170)
 
+def _alerts(pdf: Any, data: ReportData) -> None:
     _heading(pdf, f"Alerts ({len(data.alerts)})")
     _chart(pdf, charts.alerts_chart(data.alerts, data.day), 170)
-    if data.alerts:
-        _table(
-            pdf,
-            ["rule", "severity", "region", "time", "value", "threshold", "resolved"],
-            [
-                [
-                    a.rule,
-                    a.severity,
-                    a.region,
-                    text.clock(a.window_start),
-                    text.number(a.value),
-                    text.number(a.threshold),
-                    text.resolved(a.resolved_at, data.day),
-                ]
-                for a in data.alerts
-            ],
-            (22, 20, 28, 22, 20, 20, 48),
-        )
-    else:
+    if not data.alerts:
         _paragraph(pdf, "No alert fired this day.")
+        return
+    _table(
+        pdf,
+        ["rule", "severity", "region", "time", "value", "threshold", "resolved"],
+        [
+            [
+                a.rule,
+                a.severity,
+                a.region,
+                text.clock(a.window_start),
+                text.number(a.value),
+                text.number(a.threshold),
+                text.resolved(a.resolved_at, data.day),
+            ]
+            for a in data.alerts
+        ],
+        (22, 20, 28, 22, 20, 20, 48),
+    )
 
-    quality = data.quality
+
+def _quality(pdf: Any, data: ReportData) -> None:
+    quality, completeness = data.quality, data.completeness
     _heading(pdf, "Data quality")
     _paragraph(
         pdf,
@@ -215,4 +226,3 @@ def render_pdf(data: ReportData) -> bytes:
         if quality.data_docs
         else "Data Docs have not been built yet.",
     )
-    return bytes(pdf.output())
