@@ -22,7 +22,8 @@ half-written table. One run at a time; a retried run recomputes the same dates.
 **Manual runs**: `climatewatch warehouse recompute` is the same code;
 `climatewatch warehouse rebuild` recomputes everything from the archive (after changing
 the climatology, say — a change of the warehouse settings also triggers it).
-Emits the `climatewatch_regional_stats` Asset for the daily report.
+Emits the `climatewatch_regional_stats` Asset (no DAG is scheduled on it yet:
+`climate_report` runs daily and its sensor checks the warehouse itself).
 """
 
 from __future__ import annotations
