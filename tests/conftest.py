@@ -23,11 +23,13 @@ for _name in [name for name in os.environ if name.startswith("CLIMATEWATCH_")]:
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from include.kafka_local import LocalBroker, fetch_jars, free_port
+    from include.kafka_local.broker import LocalBroker
+    from include.kafka_local.jars import fetch_jars
+    from include.processes import free_port
     from include.settings import Settings, load_settings
     from include.topics import ensure_topics
 
-from tests.fixtures.markers import refuse_unmarked_tests
+from tests.fixtures.markers import refuse_unmarked_tests  # noqa: E402 (after the env clean-up)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

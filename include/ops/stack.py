@@ -10,11 +10,9 @@ runners, for one) is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -25,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.errors import ClimateWatchError
+from include.processes import alive, stop_group
 from include.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # include/ops/stack.py -> the checkout
 BIN = Path(sys.executable).parent
 
 
@@ -69,7 +68,7 @@ class Supervisor:
             pid = int(self.pid_file(name).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def start(self, service: Service) -> str:
         """Start ``service`` unless it runs; wait for its readiness probe (or its exit)."""
@@ -95,7 +94,7 @@ class Supervisor:
             try:
                 code = process.wait(timeout=service.ready_timeout_s)
             except subprocess.TimeoutExpired:
-                _stop_group(process.pid, 10)
+                stop_group(process.pid, 10)
                 raise ClimateWatchError(
                     f"{service.name} did not finish within {service.ready_timeout_s:.0f}s "
                     f"(log: {self.log_file(service.name)})"
@@ -129,7 +128,7 @@ class Supervisor:
         self.pid_file(name).unlink(missing_ok=True) if pid is None else None
         if pid is None:
             return "not running"
-        _stop_group(pid, timeout_s)
+        stop_group(pid, timeout_s)
         self.pid_file(name).unlink(missing_ok=True)
         return "stopped"
 
@@ -149,45 +148,6 @@ class Supervisor:
         except FileNotFoundError:
             return "no output"
         return lines[-1][:300] if lines else "no output"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _stop_group(pid: int, timeout_s: float) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _group_alive(pid):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.2)
-    if _group_alive(pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        time.sleep(0.5)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if fields[0] != "Z" and int(fields[3]) == pgid:
-            return True
-    return False
 
 
 # --- Airflow, locally -------------------------------------------------------------------------

@@ -31,10 +31,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from include.ops.ui import pages
+from include.ops.ui import render
 from include.settings import Settings, get_settings
+from warehouse import status
 
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+SettingsSource = Callable[[], Settings]
 
 
 class LoginRequired(Exception):
@@ -73,7 +75,22 @@ def _login_redirect(request: Request, exc: LoginRequired) -> Response:
     return JSONResponse({"detail": exc.detail}, status_code=401)
 
 
-def _file_response(path: Path) -> FileResponse:
+def safe_file(base: Path, relative: str) -> Path | None:
+    """``base / relative`` when it is an existing file inside ``base`` (symlinks resolved)."""
+    if "\x00" in relative:
+        return None
+    root = base.resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root) or not candidate.is_file():
+        return None
+    return candidate
+
+
+def _serve(base: Path, relative: str, missing: str) -> FileResponse:
+    """The file ``relative`` below ``base``, or a 404 saying ``missing``."""
+    path = safe_file(base, relative)
+    if path is None:
+        raise HTTPException(404, missing)
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if media_type.startswith("text/") or media_type in ("application/json",):
         media_type += "; charset=utf-8"
@@ -81,10 +98,10 @@ def _file_response(path: Path) -> FileResponse:
 
 
 def create_app(
-    settings: Settings | Callable[[], Settings] | None = None,
+    settings: Settings | SettingsSource | None = None,
     *,
     airflow_auth: bool = False,
-    kafka_timeout_s: float = pages.KAFKA_TIMEOUT_S,
+    kafka_timeout_s: float = status.KAFKA_TIMEOUT_S,
 ) -> FastAPI:
     """The app; ``settings`` (or a function returning them) default to the environment's,
     read at the first request so that importing the plugin reads nothing."""
@@ -104,50 +121,50 @@ def create_app(
         openapi_url=None,
     )
     app.add_exception_handler(LoginRequired, _login_redirect)  # type: ignore[arg-type]
+    _page_routes(app, current, kafka_timeout_s)
+    _file_routes(app, current)
+    return app
+
+
+def _page_routes(app: FastAPI, current: SettingsSource, kafka_timeout_s: float) -> None:
+    """The page, its JSON and its icon."""
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
         """The ClimateWatch page."""
-        summary = pages.gather(current(), kafka_timeout_s=kafka_timeout_s)
-        return HTMLResponse(pages.render_page(summary), headers=NO_STORE)
+        summary = status.gather(current(), kafka_timeout_s=kafka_timeout_s)
+        return HTMLResponse(render.render_page(summary), headers=NO_STORE)
 
     @app.get("/icon.svg")
     def icon() -> Response:
         """The navigation entry's icon."""
-        return Response(pages.ICON_SVG, media_type="image/svg+xml")
+        return Response(render.ICON_SVG, media_type="image/svg+xml")
 
     @app.get("/api/summary")
     def summary() -> JSONResponse:
         """The page's data as JSON."""
-        body = pages.gather(current(), kafka_timeout_s=kafka_timeout_s).to_dict()
+        body = status.gather(current(), kafka_timeout_s=kafka_timeout_s).to_dict()
         return JSONResponse(body, headers=NO_STORE)
+
+
+def _file_routes(app: FastAPI, current: SettingsSource) -> None:
+    """Report files and the Data Docs site, each only from below its own directory."""
 
     @app.get("/reports/index.html")
     def reports_index() -> FileResponse:
         """The index page the report generator writes beside the days."""
-        path = pages.safe_file(pages.reports_dir(current()), "index.html")
-        if path is None:
-            raise HTTPException(404, "no reports index yet")
-        return _file_response(path)
+        return _serve(current().reports_dir, "index.html", "no reports index yet")
 
     @app.get("/reports/{day}/{name}")
     def report_file(day: str, name: str) -> FileResponse:
         """One report file of one day."""
-        if not pages.valid_day(day):
+        if not status.valid_day(day):
             raise HTTPException(400, "the day must be a date written YYYY-MM-DD")
-        if not pages.valid_report_file(name):
+        if not status.valid_report_file(name):
             raise HTTPException(404, "no such report file")
-        path = pages.safe_file(pages.reports_dir(current()) / day, name)
-        if path is None:
-            raise HTTPException(404, f"no {name} for {day}")
-        return _file_response(path)
+        return _serve(current().reports_dir / day, name, f"no {name} for {day}")
 
     @app.get("/data-docs/{path:path}")
     def data_docs(path: str) -> FileResponse:
         """The Data Docs site, file by file."""
-        found = pages.safe_file(pages.data_docs_dir(current()), path or "index.html")
-        if found is None:
-            raise HTTPException(404, "no such Data Docs page")
-        return _file_response(found)
-
-    return app
+        return _serve(current().data_docs_dir, path or "index.html", "no such Data Docs page")

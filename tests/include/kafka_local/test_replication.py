@@ -14,7 +14,9 @@ from kafka import TopicPartition
 
 from include.contract import Reading, parse_reading
 from include.kafka_clients import make_consumer, make_producer
-from include.kafka_local import LocalCluster, fetch_jars, free_port
+from include.kafka_local.cluster import LocalCluster
+from include.kafka_local.jars import fetch_jars
+from include.processes import free_port
 from include.settings import Settings, load_settings
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics

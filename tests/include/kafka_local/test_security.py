@@ -13,7 +13,9 @@ import pytest
 
 from include.errors import ClimateWatchError
 from include.kafka_clients import make_consumer, make_producer
-from include.kafka_local import LocalCluster, fetch_jars, free_port
+from include.kafka_local.cluster import LocalCluster
+from include.kafka_local.jars import fetch_jars
+from include.processes import free_port
 from include.settings import Settings, load_settings
 from include.topics import ensure_topics
 
@@ -24,7 +26,7 @@ CLI = str(Path(sys.executable).with_name("climatewatch"))
 
 @pytest.fixture(scope="module")
 def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    from include.kafka_local import SaslConfig
+    from include.kafka_local.security import SaslConfig
 
     cluster = LocalCluster(
         tmp_path_factory.mktemp("secure-kafka"),

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from include.kafka_clients import make_consumer, make_producer
-from include.kafka_local import TlsConfig, free_port
+from include.kafka_local.security import TlsConfig
+from include.processes import free_port
 from include.settings import Settings, load_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

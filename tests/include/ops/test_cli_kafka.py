@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from include.errors import ClimateWatchError
-from include.kafka_local import LocalBroker, free_port, jars_dir
+from include.kafka_local.broker import LocalBroker
+from include.kafka_local.jars import jars_dir
+from include.processes import free_port
 from include.settings import load_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

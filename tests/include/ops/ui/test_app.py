@@ -1,8 +1,10 @@
-"""The ClimateWatch page's app through FastAPI's TestClient (no Airflow, no browser).
+"""The ClimateWatch page's app through FastAPI's TestClient (no Airflow, no browser),
+and its HTML rendered from hand-made sections.
 
 The app is mounted at ``/climatewatch`` as Airflow mounts it, over a data directory
 holding a real warehouse, a quality summary, a quarantined batch, Data Docs and fake
-report files (``tests/fixtures/ui.py``).
+report files (``tests/fixtures/ui.py``). The read models themselves are tested in
+``tests/warehouse/test_status.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from include.kafka_local import free_port
+from include.ops.ui import render
 from include.ops.ui.app import create_app
 from include.settings import Settings, load_settings
-from tests.fixtures.ui import ALERT_MESSAGE_WITH_MARKUP, UiData, build_ui_data
+from tests.fixtures.ui import ALERT_MESSAGE_WITH_MARKUP, UiData, build_ui_data, unreachable_settings
+from warehouse import status
 
 PREFIX = "/climatewatch"
 
@@ -29,13 +32,6 @@ def mounted(settings: Settings, **kwargs: float) -> TestClient:
     parent = FastAPI()
     parent.mount(PREFIX, create_app(settings, **kwargs))
     return TestClient(parent)
-
-
-def unreachable_settings(data_dir: Path) -> Settings:
-    """Settings whose Kafka is a closed port: the archive status must say so, quickly."""
-    return load_settings(
-        data_dir=data_dir, bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_timeout_ms=500
-    )
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +170,7 @@ class TestFileRoutes:
     ) -> None:
         secret = tmp_path / "secret.html"
         secret.write_text("secret")
-        day = data[0].data_dir / "reports" / "2026-03-02"
+        day = data[0].reports_dir / "2026-03-02"
         (day / "leak.html").symlink_to(secret)
         try:
             assert client.get(f"{PREFIX}/reports/2026-03-02/leak.html").status_code == 404
@@ -184,6 +180,64 @@ class TestFileRoutes:
     def test_data_docs_index(self, client: TestClient) -> None:
         response = client.get(f"{PREFIX}/data-docs/local_site/index.html")
         assert response.status_code == 200 and "Data Docs" in response.text
+
+    def test_icon(self, client: TestClient) -> None:
+        response = client.get(f"{PREFIX}/icon.svg")
+        assert response.headers["content-type"] == "image/svg+xml"
+        assert response.text == render.ICON_SVG
+
+
+ALERT = {
+    "emitted_at": "2026-03-01T12:06:00+00:00",
+    "status": "firing",
+    "severity": "critical",
+    "rule": "heat",
+    "region": "paris",
+    "window_start": "2026-03-01T12:00:00+00:00",
+    "window_end": "2026-03-01T12:05:00+00:00",
+    "value": 31.54,
+    "threshold": 30.0,
+    "message": ALERT_MESSAGE_WITH_MARKUP,
+    "alert_id": "heat-paris-1",
+}
+
+
+@pytest.mark.unit
+class TestRender:
+    def test_alerts_are_escaped_and_formatted(self) -> None:
+        html = render.render_alerts(status.AlertsSection([ALERT]))
+        row = table_rows(html, "alerts-table")[0]
+        assert "heat &lt;b&gt;not bold&lt;/b&gt; in paris" in row
+        assert ALERT_MESSAGE_WITH_MARKUP not in html
+        assert "2026-03-01 12:06:00 UTC" in row
+        assert "2026-03-01 12:00:00 UTC → 12:05:00 UTC" in row  # the end's date left out
+        assert '<td class="num">31.5</td><td class="num">30.0</td>' in row
+
+    def test_a_message_instead_of_a_table(self) -> None:
+        html = render.render_alerts(status.AlertsSection(message="No <alert> yet."))
+        assert '<p class="message">No &lt;alert&gt; yet.</p>' in html
+        assert "<table" not in html
+
+    def test_quarantine_message_replaces_the_empty_note(self) -> None:
+        unreadable = render.render_quality(
+            status.QualitySection(quarantine_message="Quarantine cannot be read right now: x")
+        )
+        assert "Quarantine cannot be read right now" in unreadable
+        assert "No batch is quarantined" not in unreadable
+        assert "No batch is quarantined" in render.render_quality(status.QualitySection())
+
+    def test_lag_table_marks_unarchived_partitions(self) -> None:
+        partition = {
+            "topic": "temperature-data",
+            "partition": 0,
+            "archived_to": None,
+            "end_offset": 12,
+            "lag": 12,
+            "rows": 0,
+            "lost": 0,
+        }
+        html = render.render_archive(status.ArchiveSection(partitions=[partition]))
+        assert '<td class="num">—</td>' in table_rows(html, "lag-table")[0]
 
 
 @pytest.mark.unit
@@ -206,9 +260,8 @@ class TestEmptyDataDir:
 
     def test_an_unreadable_quality_summary_is_a_message(self, tmp_path: Path) -> None:
         settings = unreachable_settings(tmp_path / "data")
-        summary = settings.data_dir / "quality" / "summary.parquet"
-        summary.parent.mkdir(parents=True)
-        summary.write_bytes(b"not parquet")
+        settings.quality_summary_path.parent.mkdir(parents=True)
+        settings.quality_summary_path.write_bytes(b"not parquet")
         with mounted(settings, kafka_timeout_s=3.0) as client:
             response = client.get(f"{PREFIX}/")
         assert response.status_code == 200
