@@ -179,7 +179,7 @@ def test_an_instance_joining_mid_stream_takes_partitions_from_a_busy_one(
         half = len(records) // 2
         produce(shared, records[:half])
         deadline = time.monotonic() + 60
-        while not first._pending_stage1:  # busy: read records it has not committed yet
+        while not first.stage1.pending:  # busy: read records it has not committed yet
             assert time.monotonic() < deadline, "the first instance read nothing"
             time.sleep(0.05)
         second = StreamProcessor(shared)

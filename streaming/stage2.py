@@ -1,0 +1,213 @@
+"""Stage 2 of the stream: partial windows → regional windows → rules → alerts.
+
+The contract: for each partials partition it owns (its own consumer group), it merges
+the partials of the regions keyed there, one per source partition, and closes a regional
+window once the lowest watermark of all input partitions that reached that partition
+passes its end (a region's partials and the watermarks covering them share a partition,
+the only order Kafka keeps). Every closed window goes to the window-stats topic; the
+rules run once per window (:mod:`streaming.restore` remembers how far), and silence is
+judged on processing time; alerts go to the alerts topic, then to the notifiers. The
+offsets it leaves to commit (:meth:`PartialsStage.safe_offsets`) never pass the first
+partial of a window still open.
+
+A new assignment is adopted by the loop (:meth:`PartialsStage.adopt_assignment`), never
+on the client's IO thread: the lanes start empty and the rules' memory is rebuilt from
+the outputs before any record of the assignment is processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Container, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from include.contract import format_ts
+from include.settings import Settings
+from streaming.metrics import StreamMetrics
+from streaming.notify import Notifier
+from streaming.outputs import Outputs
+from streaming.restore import RuleMemory
+from streaming.rules import Condition, RegionHistory, RulesConfig, evaluate
+from streaming.silence import SilenceWatch, partition_of
+from streaming.windowing import NO_WATERMARK, Partial, RegionWindows
+
+log = logging.getLogger("climatewatch.stream")
+
+SILENCE_CHECK_EVERY_S = 1.0
+GONE_QUIET_S = 10  # a source unheard for this long no longer holds the others back
+
+
+class PartialsStage:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RulesConfig,
+        metrics: StreamMetrics,
+        notifier: Notifier,
+        consumer: Any,
+        outputs: Outputs,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.metrics = metrics
+        self.notifier = notifier
+        self.consumer = consumer  # the partials consumer: which partitions are ours
+        self.outputs = outputs
+        self.clock = clock
+        # one lane per partials partition: a region's partials and the watermarks that
+        # close its windows must come from the same partition, the only order Kafka keeps
+        # (a heartbeat read on another partition may overtake the region's partials)
+        self.lanes: dict[int, RegionWindows] = {}
+        self.memory = RuleMemory()
+        self.silence = SilenceWatch(started=clock())
+        self.pending: dict[int, int] = {}  # partition -> next offset, not yet committed
+        # known after subscribing
+        self.input_partitions = 0
+        self.partials_partitions: list[int] = []
+        self._assigned: set[int] | None = None  # set by the listener, adopted by the loop
+        self._next_silence_check = 0.0
+
+    # --- assignment --------------------------------------------------------------------------
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """Called by the rebalance listener. The rebuild itself waits for the main loop
+        (:meth:`adopt_assignment`): this runs on the client's IO thread, and the loop may
+        be in the middle of a batch."""
+        partitions = list(partitions)
+        self._assigned = set(partitions)
+        log.info("region partitions assigned", extra={"partitions": sorted(partitions)})
+
+    def revoked(self, partitions: Iterable[int]) -> None:
+        """Nothing to drop yet: the next assignment replaces every lane and the memory."""
+
+    def adopt_assignment(self) -> bool:
+        """If an assignment came since the last call: start its lanes empty and rebuild
+        the rules' memory of its regions. Call before processing any of its records."""
+        if self._assigned is None:
+            return False
+        owned, self._assigned = self._assigned, None
+        self.lanes = {}
+        self.restore_state(owned)
+        return True
+
+    def restore_state(self, owned: set[int], timeout_s: float = 30.0) -> int:
+        """Rebuild the rules' memory of the regions whose partials partitions are ``owned``
+        from the outputs (see :mod:`streaming.restore`).
+
+        Everything known before is dropped: for the regions kept, the topics hold at least
+        what this instance knew (it flushed on revocation); the others are not ours now.
+        """
+        partials_count = len(self.partials_partitions)
+
+        def ours(region: str) -> bool:
+            return partition_of(region, partials_count) in owned
+
+        restored = self.memory.restore(self.settings, self.rules, ours, timeout_s)
+        self.silence.knows(set(self.memory.histories))
+        log.info(
+            "rule state restored",
+            extra={
+                "records": restored,
+                "regions": len(self.memory.histories),
+                "firing": len(self.memory.tracker.firing),
+                "partitions": sorted(owned),
+            },
+        )
+        return restored
+
+    def safe_offsets(self) -> dict[int, int]:
+        """The pending positions, held back to the first partial of any window still open."""
+        return {
+            p: lane.commit_offsets({p: o})[p] if (lane := self.lanes.get(p)) else o
+            for p, o in self.pending.items()
+        }
+
+    def open_windows(self) -> int:
+        return sum(len(lane.open) for lane in self.lanes.values())
+
+    # --- one poll of partials ----------------------------------------------------------------
+    def process(self, batches: dict[Any, list[Any]]) -> int:
+        """Merge one poll's partials and watermarks, close and publish the windows they
+        complete, run the rules and the silence checks; returns the messages produced."""
+        produced = 0
+        emitted_at = format_ts(datetime.now(UTC))  # once per poll: windows close in bursts
+        for tp, records in batches.items():
+            lane = self.lanes.get(tp.partition)
+            if lane is None:
+                lane = self.lanes[tp.partition] = RegionWindows(self.input_partitions)
+            for record in records:
+                try:
+                    body = orjson.loads(record.value)
+                    if body.get("type") == "watermark":
+                        lane.add_watermark(
+                            body["source"], body["watermark_ms"], body.get("idle", False)
+                        )
+                        self.silence.heard(body, self.clock())
+                        continue
+                    partials = [Partial.from_message(item) for item in body["items"]]
+                except Exception:
+                    log.exception("unreadable partials skipped", extra={"offset": record.offset})
+                    continue
+                for partial in partials:
+                    update = lane.add_partial(partial, tp.partition, record.offset)
+                    if update is not None:
+                        produced += self.outputs.window(update, emitted_at)
+            if records:
+                self.pending[tp.partition] = records[-1].offset + 1
+        produced += self._close_windows(emitted_at)
+        produced += self._silence_alerts()
+        return produced
+
+    def _close_windows(self, emitted_at: str) -> int:
+        """Publish every window the watermarks closed; evaluate the rules on the new ones."""
+        produced = 0
+        memory = self.memory
+        closed = [window for lane in self.lanes.values() for window in lane.close_ready()]
+        for window in closed:
+            produced += self.outputs.window(window, emitted_at)
+            if window.end_ms <= memory.evaluated_until.get(window.region, NO_WATERMARK):
+                continue
+            memory.evaluated_until[window.region] = window.end_ms
+            history = memory.histories.setdefault(window.region, RegionHistory())
+            produced += self._alert_on(evaluate(window, history, self.rules))
+        return produced
+
+    def _silence_alerts(self) -> int:
+        """Region and input silence, on processing time (no window closes for a silent region)."""
+        now = self.clock()
+        if now < self._next_silence_check:
+            return 0
+        self._next_silence_check = now + SILENCE_CHECK_EVERY_S
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        return self._alert_on(
+            self.silence.conditions(
+                now, self.rules, owned, len(self.partials_partitions), self.input_partitions
+            )
+        )
+
+    def _alert_on(self, conditions: list[Condition]) -> int:
+        """Turn conditions into alert events: to the alerts topic, the metrics, the notifiers."""
+        produced = 0
+        for condition in conditions:
+            alert = self.memory.tracker.update(condition)
+            if alert is not None:
+                self.outputs.alert(alert)
+                self.notifier.notify(alert)
+                produced += 1
+        return produced
+
+    # --- for stage 1's watermark alignment ---------------------------------------------------
+    def backlog_watermarks(self, now: float, skip: Container[int]) -> dict[int, int]:
+        """The watermarks heard from input partitions still reading a backlog, other than
+        those in ``skip`` (this instance's own, known first-hand) and those gone quiet."""
+        others: dict[int, int] = {}
+        for lane in self.lanes.values():
+            for source, watermark in lane.watermarks.items():
+                caught_up, _, heard_at = self.silence.sources.get(source, (True, 0.0, 0.0))
+                if source in skip or caught_up or now - heard_at > GONE_QUIET_S:
+                    continue  # ours (known first-hand), nothing left to read, or gone quiet
+                others[source] = max(watermark, others.get(source, NO_WATERMARK))
+        return others
