@@ -59,7 +59,7 @@ bench: install kafka
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 chaos: install kafka
-	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -24,15 +24,15 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench._common import run_phase_process  # noqa: E402 (needs the sys.path above)
+
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 TARGET = 0.6
@@ -138,18 +138,14 @@ def phase_archive(settings, batch_records: int, workers: int) -> dict:  # type: 
 def run_phase(
     args: argparse.Namespace, phase: str, data_dir: str, batch_records: int = 0, workers: int = 1
 ) -> dict:
-    command = [
-        sys.executable, __file__, "--phase", phase, "--bootstrap", args.bootstrap,
-        "--topic", args.topic, "--data-dir", data_dir, "--batch-records", str(batch_records),
-        "--workers", str(workers),
+    options = [
+        "--bootstrap", args.bootstrap, "--topic", args.topic, "--data-dir", data_dir,
+        "--batch-records", str(batch_records), "--workers", str(workers),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"phase {phase} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_phase_process(__file__, phase, *options, timeout_s=3600, stderr_chars=3000)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200,000 readings")
     parser.add_argument("--records", type=int, default=None)
@@ -162,51 +158,53 @@ def main() -> int:
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--batch-records", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    if args.phase:  # a measurement in its own process
-        settings = bench_settings(args.bootstrap, args.topic, args.data_dir)
-        if args.phase == "bare":
-            result = phase_bare(settings)
-        else:
-            result = phase_archive(settings, args.batch_records, args.workers)
-        print(json.dumps(result))
-        return 0
 
-    from bench._broker import start_bench_broker
+def measure_phase(args: argparse.Namespace) -> int:
+    """A measurement in its own process: prints its result as one JSON line."""
+    settings = bench_settings(args.bootstrap, args.topic, args.data_dir)
+    if args.phase == "bare":
+        result = phase_bare(settings)
+    else:
+        result = phase_archive(settings, args.batch_records, args.workers)
+    print(json.dumps(result))
+    return 0
+
+
+def measure(args: argparse.Namespace, count: int) -> tuple[int, int, dict[str, dict]]:
+    """Load ``count`` readings, then every phase ``repeat`` times: (default batch, small
+    batch, the fastest run of each phase)."""
+    from bench._broker import bench_broker
     from include.topics import ensure_topics
 
-    count = args.records or (200_000 if args.quick else 2_000_000)
-    with tempfile.TemporaryDirectory(prefix="climatewatch-bench-") as tmp:
-        broker = start_bench_broker(Path(tmp))
-        try:
-            args.bootstrap = broker.bootstrap
-            args.data_dir = f"{tmp}/data"
-            settings = bench_settings(args.bootstrap, args.topic, args.data_dir)
-            ensure_topics(settings)
-            print(f"loading {count:,} readings into {settings.readings_partitions} partitions…")
-            load_s = load(settings, count)
-            print(f"loaded in {load_s:.1f} s ({count / load_s:,.0f} records/s)")
+    with bench_broker(prefix="climatewatch-bench-") as (broker, tmp):
+        args.bootstrap = broker.bootstrap
+        args.data_dir = f"{tmp}/data"
+        settings = bench_settings(args.bootstrap, args.topic, args.data_dir)
+        ensure_topics(settings)
+        print(f"loading {count:,} readings into {settings.readings_partitions} partitions…")
+        load_s = load(settings, count)
+        print(f"loaded in {load_s:.1f} s ({count / load_s:,.0f} records/s)")
 
-            default_batch = settings.archive_batch_records
-            small_batch = max(1, default_batch // 4)
-            # each measurement `repeat` times, alternating, keeping the fastest: the
-            # machine is shared, and a slow outlier says nothing about the code
-            runs: dict[str, list[dict]] = {"bare": [], "b": [], "small": [], "parallel": []}
-            for i in range(args.repeat):
-                runs["bare"].append(run_phase(args, "bare", args.data_dir))
-                runs["b"].append(run_phase(args, "archive", f"{tmp}/b{i}", default_batch))
-                runs["small"].append(run_phase(args, "archive", f"{tmp}/s{i}", small_batch))
-                runs["parallel"].append(
-                    run_phase(args, "archive", f"{tmp}/p{i}", default_batch, workers=2)
-                )
-            bare, archived, small, parallel = (
-                min(runs[name], key=lambda r: r["seconds"])
-                for name in ("bare", "b", "small", "parallel")
+        default_batch = settings.archive_batch_records
+        small_batch = max(1, default_batch // 4)
+        # each measurement `repeat` times, alternating, keeping the fastest: the
+        # machine is shared, and a slow outlier says nothing about the code
+        runs: dict[str, list[dict]] = {"bare": [], "b": [], "small": [], "parallel": []}
+        for i in range(args.repeat):
+            runs["bare"].append(run_phase(args, "bare", args.data_dir))
+            runs["b"].append(run_phase(args, "archive", f"{tmp}/b{i}", default_batch))
+            runs["small"].append(run_phase(args, "archive", f"{tmp}/s{i}", small_batch))
+            runs["parallel"].append(
+                run_phase(args, "archive", f"{tmp}/p{i}", default_batch, workers=2)
             )
-        finally:
-            broker.stop(timeout_s=30)
+    best = {name: min(results, key=lambda r: r["seconds"]) for name, results in runs.items()}
+    return default_batch, small_batch, best
 
+
+def print_table(count: int, default_batch: int, small_batch: int, best: dict[str, dict]) -> None:
+    bare, archived, small, parallel = (best[name] for name in ("bare", "b", "small", "parallel"))
     for result in (bare, archived, small, parallel):
         if result["records"] != count:
             raise SystemExit(f"expected {count} records, a phase saw {result['records']}")
@@ -232,6 +230,15 @@ def main() -> int:
         f"\nb/a = {ratio:.2f}: {verdict} the target of {TARGET} ({count:,} readings, one process"
         f" archiving the partitions one after the other, like one mapped task per partition)"
     )
+
+
+def main() -> int:
+    args = parse_args()
+    if args.phase:  # a measurement in its own process
+        return measure_phase(args)
+    count = args.records or (200_000 if args.quick else 2_000_000)
+    default_batch, small_batch, best = measure(args, count)
+    print_table(count, default_batch, small_batch, best)
     return 0
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,14 +27,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench._common import own_peak_rss_mb, run_phase_process  # noqa: E402 (needs sys.path)
 
 SENSORS = 1_000
 PARTITIONS = 6
 TARGET_S = 60.0
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_settings(workdir: Path):  # -> Settings
@@ -54,8 +49,9 @@ def generate(workdir: Path, minutes: int) -> int:
     import pyarrow.parquet as pq
 
     from include.regions import DEFAULT_REGIONS
+    from warehouse.archive.batch import dataset_schema
+    from warehouse.archive.layout import batch_file_name, data_path
     from warehouse.archive.ledger import ArchivedFile, Ledger, LedgerEntry
-    from warehouse.archive.run import batch_file_name, data_path, dataset_schema
 
     settings = bench_settings(workdir)
     root = Path(settings.archive_root)
@@ -126,7 +122,7 @@ def phase_load(workdir: Path) -> dict:
         len(load_batch(settings, entry))
         for entry in Ledger(settings.archive_root).entries(settings.topic_readings)
     )
-    return {"seconds": time.perf_counter() - started, "rows": rows, "rss": peak_rss_mb()}
+    return {"seconds": time.perf_counter() - started, "rows": rows, "rss": own_peak_rss_mb()}
 
 
 def phase_validate(workdir: Path) -> dict:
@@ -140,7 +136,7 @@ def phase_validate(workdir: Path) -> dict:
         "batches": len(run.batches),
         "critical": len(run.critical_batches),
         "warnings": sum(1 for b in run.batches if b.warnings),
-        "rss": peak_rss_mb(),
+        "rss": own_peak_rss_mb(),
     }
 
 
@@ -148,16 +144,9 @@ PHASES = {"load": phase_load, "validate": phase_validate}
 
 
 def run_phase(name: str, workdir: Path) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--phase", name, "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
+    return run_phase_process(
+        __file__, name, "--workdir", str(workdir), timeout_s=1800, stderr_chars=3000
     )
-    if done.returncode != 0:
-        raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:

@@ -17,28 +17,32 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._broker import start_bench_broker
+from bench._broker import bench_broker, bench_settings
+from bench._common import (
+    WINDOW_S,
+    AlertWatcher,
+    alert_latencies,
+    peak_rss_mb,
+    percentile,
+    start_stream,
+    stop_stream,
+    write_rules,
+)
 from include.contract import Reading, reading_key, serialize_reading
 from include.events import Alert
 from include.kafka_clients import make_consumer, make_producer
-from include.ops.stack import settings_environment
-from include.settings import load_settings
-from include.topics import ensure_topics
 
-WINDOW_S, LATENESS_S, TOGGLE_S = 2, 1, 6
+TOGGLE_S = 6  # WINDOW_S and LATENESS_S: the short windows of bench/_common.py
 TOGGLING_REGIONS = 10  # r00..r09, their heat waves starting 0, 2 or 4 s into a toggle
 
 
@@ -47,53 +51,6 @@ def is_hot(region_index: int, seconds_in: float) -> bool:
         return False
     phase = (region_index % (TOGGLE_S // WINDOW_S)) * WINDOW_S
     return int(seconds_in + phase) // TOGGLE_S % 2 == 1
-
-
-RULES = f"""
-[windows]
-size_seconds = {WINDOW_S}
-allowed_lateness_seconds = {LATENESS_S}
-[rules.heat]
-threshold_c = 30.0
-[rules.drastic_change]
-delta_c = 8.0
-windows_back = 2
-"""
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def collect_alerts(
-    settings: Any, stop: threading.Event, arrivals: list[tuple[float, Alert]]
-) -> None:
-    """Append every alert arriving on the alerts topic with its arrival time, until stopped."""
-    from kafka import TopicPartition
-
-    # assigned, not subscribed: a group join can take seconds and miss the first alerts
-    consumer = make_consumer(settings, fetch_max_wait_ms=5)
-    partitions = [
-        TopicPartition(settings.topic_alerts, p)
-        for p in consumer.partitions_for_topic(settings.topic_alerts) or ()
-    ]
-    consumer.assign(partitions)
-    consumer.seek_to_end(*partitions)
-    for tp in partitions:
-        consumer.position(tp)  # resolve "end" now, before the first alert can exist
-    while not stop.is_set():
-        for batch in consumer.poll(timeout_ms=50).values():
-            now = time.time()
-            arrivals.extend((now, Alert.from_json(r.value)) for r in batch)
-    consumer.close()
 
 
 def delivery_probe(settings: Any, ready: Any, stop: Any, results: Any) -> None:
@@ -113,106 +70,102 @@ def delivery_probe(settings: Any, ready: Any, stop: Any, results: Any) -> None:
     consumer.close()
 
 
-def main() -> None:
+@dataclass
+class Run:
+    """What one run measured."""
+
+    sent: int  # readings produced
+    first_send_at_second: dict[int, float]  # event second -> wall time of its first reading
+    arrivals: list[tuple[float, Alert]]  # (arrival time, alert)
+    baseline: tuple[float, float] | None  # one Kafka hop, p50 and p99 (s)
+    rss: float  # the stream's peak RSS (MB)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--seconds", type=float)
-    args = parser.parse_args()
-    seconds = args.seconds or (30.0 if args.quick else 120.0)
+    return parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = start_bench_broker(Path(tmp))
-        stream = None
-        try:
-            rules = Path(tmp) / "rules.toml"
-            rules.write_text(RULES)
-            settings = load_settings(
-                bootstrap_servers=broker.bootstrap,
-                data_dir=Path(tmp) / "data",
-                metrics_port=0,
-                rules_file=rules,
-                idle_timeout_s=5,
+
+def start_probe(settings: Any) -> tuple[Any, Any, Any, Any]:
+    """The baseline's consumer in its own process: (process, ready, stop, results)."""
+    ctx = mp.get_context("spawn")
+    probe_ready, probe_stop, probe_results = ctx.Event(), ctx.Event(), ctx.Queue()
+    probe = ctx.Process(
+        target=delivery_probe, args=(settings, probe_ready, probe_stop, probe_results)
+    )
+    probe.start()
+    return probe, probe_ready, probe_stop, probe_results
+
+
+def produce(
+    producer: Any, settings: Any, rate: float, seconds: float
+) -> tuple[int, dict[int, float]]:
+    """Readings in real time at ``rate`` for ``seconds``, ten regions toggling hot:
+    (readings sent, event second -> wall time of its first reading)."""
+    sensors = [(f"r{r:02d}-{s:03d}", f"r{r:02d}", r) for r in range(20) for s in range(50)]
+    first_send_at_second: dict[int, float] = {}  # event second -> wall time of its first reading
+    started = time.time()
+    sent = 0
+    while time.time() - started < seconds:
+        now = time.time()
+        due = int((now - started) * rate)
+        while sent < due:
+            sensor, region, index = sensors[sent % len(sensors)]
+            hot = is_hot(index, now - started)
+            reading = Reading(
+                sensor, region, datetime.fromtimestamp(now, UTC), 36.0 if hot else 15.0
             )
-            ensure_topics(settings)
-            env = {**os.environ, **settings_environment(settings)}
-            stream = subprocess.Popen(
-                [str(Path(sys.executable).with_name("climatewatch")), "stream"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            producer.send(
+                settings.topic_readings,
+                key=reading_key(reading),
+                value=serialize_reading(reading),
             )
-            time.sleep(8)  # group joins
+            first_send_at_second.setdefault(int(now), now)
+            sent += 1
+        time.sleep(0.001)
+    return sent, first_send_at_second
 
-            arrivals: list[tuple[float, Alert]] = []
-            stop = threading.Event()
 
-            watcher = threading.Thread(target=collect_alerts, args=(settings, stop, arrivals))
-            watcher.start()
-            ctx = mp.get_context("spawn")
-            probe_ready, probe_stop, probe_results = ctx.Event(), ctx.Event(), ctx.Queue()
-            probe = ctx.Process(
-                target=delivery_probe, args=(settings, probe_ready, probe_stop, probe_results)
-            )
-            probe.start()
-            probe_ready.wait(timeout=60)
-            time.sleep(3)
+def measure(broker: Any, tmp: Path, rate: float, seconds: float) -> Run:
+    """The stream, the alert watcher and the delivery probe under the load."""
+    stream = None
+    try:
+        settings = bench_settings(broker, tmp, rules_file=write_rules(tmp))
+        stream = start_stream(settings)
+        time.sleep(8)  # group joins
 
-            producer = make_producer(settings, linger_ms=1)
-            sensors = [(f"r{r:02d}-{s:03d}", f"r{r:02d}", r) for r in range(20) for s in range(50)]
-            first_send_at_second: dict[
-                int, float
-            ] = {}  # event second -> wall time of its first reading
-            started = time.time()
-            sent = 0
-            while time.time() - started < seconds:
-                now = time.time()
-                due = int((now - started) * args.rate)
-                while sent < due:
-                    sensor, region, index = sensors[sent % len(sensors)]
-                    hot = is_hot(index, now - started)
-                    reading = Reading(
-                        sensor, region, datetime.fromtimestamp(now, UTC), 36.0 if hot else 15.0
-                    )
-                    producer.send(
-                        settings.topic_readings,
-                        key=reading_key(reading),
-                        value=serialize_reading(reading),
-                    )
-                    first_send_at_second.setdefault(int(now), now)
-                    sent += 1
-                time.sleep(0.001)
-            producer.flush(timeout=60)
-            time.sleep(WINDOW_S + LATENESS_S + 3)
-            stop.set()
-            watcher.join(timeout=30)
-            rss = peak_rss_mb(stream.pid)
+        watcher = AlertWatcher(settings)
+        probe, probe_ready, probe_stop, probe_results = start_probe(settings)
+        probe_ready.wait(timeout=60)
+        time.sleep(3)
 
-            probe_stop.set()
-            baseline = probe_results.get(timeout=120)
-            probe.join(timeout=30)
-            producer.close()
-        finally:
-            if stream is not None:
-                stream.terminate()
-                stream.wait(timeout=60)
-            broker.stop()
+        producer = make_producer(settings, linger_ms=1)
+        sent, first_send_at_second = produce(producer, settings, rate, seconds)
+        producer.flush(timeout=60)
+        arrivals = watcher.finish()
+        rss = peak_rss_mb(stream.pid)
 
-    latencies = []
-    for arrived, alert in arrivals:
-        closing_event = (
-            datetime.fromisoformat(alert.window_end.replace("Z", "+00:00")).timestamp() + LATENESS_S
-        )
-        sent_at = first_send_at_second.get(
-            int(closing_event) if closing_event == int(closing_event) else int(closing_event) + 1
-        )
-        if sent_at is not None:
-            latencies.append(arrived - max(sent_at, closing_event))
+        probe_stop.set()
+        baseline = probe_results.get(timeout=120)
+        probe.join(timeout=30)
+        producer.close()
+    finally:
+        if stream is not None:
+            stop_stream(stream)
+    return Run(sent, first_send_at_second, arrivals, baseline, rss)
+
+
+def print_table(rate: float, seconds: float, run: Run) -> None:
+    latencies = alert_latencies(run.arrivals, run.first_send_at_second)
+    baseline = run.baseline
     print()
     print(
-        f"| alert latency at {args.rate:,.0f} readings/s for {seconds:.0f} s ({sent:,} readings) | value |"
+        f"| alert latency at {rate:,.0f} readings/s for {seconds:.0f} s ({run.sent:,} readings) | value |"
     )
     print("|---|---|")
     print(f"| alerts measured | {len(latencies)} |")
@@ -229,7 +182,15 @@ def main() -> None:
             f"| ratio alert p99 / one hop p99 (an alert takes three hops) | "
             f"{percentile(latencies, 0.99) / hop_p99:.1f} |"
         )
-    print(f"| stream peak RSS (MB) (target < 250) | {rss:,.0f} |")
+    print(f"| stream peak RSS (MB) (target < 250) | {run.rss:,.0f} |")
+
+
+def main() -> None:
+    args = parse_args()
+    seconds = args.seconds or (30.0 if args.quick else 120.0)
+    with bench_broker() as (broker, tmp):
+        run = measure(broker, tmp, args.rate, seconds)
+    print_table(args.rate, seconds, run)
 
 
 if __name__ == "__main__":

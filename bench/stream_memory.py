@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,20 +21,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._broker import bench_settings, start_bench_broker
-from bench.stream_latency import peak_rss_mb
+from bench._broker import bench_broker, bench_settings
+from bench._common import bare_consume, peak_rss_mb, preload_timed, start_stream
 from include.contract import format_epoch_ms, format_ts
-from include.kafka_clients import make_admin, make_consumer, make_producer
-from include.ops.stack import settings_environment
+from include.kafka_clients import make_admin, make_producer
 from include.settings import Settings
 from include.simulator import SimulationConfig, generate
 
 REGIONS, SENSORS_PER_REGION, INTERVAL_S = 20, 50, 60
-FETCH = {
-    "max_poll_records": 5000,
-    "fetch_max_bytes": 32 * 1024 * 1024,
-    "max_partition_fetch_bytes": 4 * 1024 * 1024,
-}
 
 
 def minute_template(partitions: int) -> list[tuple[int, int, bytes, bytes, bytes]]:
@@ -92,28 +83,10 @@ def preload(settings: Settings, total: int, processes: int = 2) -> None:
             raise SystemExit(f"a preload process failed with exit code {worker.exitcode}")
 
 
-def bare_loop(settings: Settings, total: int) -> None:
-    import orjson
-    from kafka import TopicPartition
-
-    consumer = make_consumer(settings, **FETCH)
-    partitions = [
-        TopicPartition(settings.topic_readings, p) for p in range(settings.readings_partitions)
-    ]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    seen = 0
-    while seen < total:
-        for batch in consumer.poll(timeout_ms=500).values():
-            for record in batch:
-                orjson.loads(record.value)
-            seen += len(batch)
-    consumer.close()
-
-
 def measure_bare_loop(settings: Settings, total: int) -> float:
+    """Peak RSS of the bare consume loop over the ``total`` readings, in its own process."""
     ctx = mp.get_context("spawn")
-    process = ctx.Process(target=bare_loop, args=(settings, total))
+    process = ctx.Process(target=bare_consume, args=(settings, total))
     process.start()
     peak = 0.0
     while process.is_alive():
@@ -142,14 +115,8 @@ def consumed(admin: Any, settings: Settings, group: str) -> int:
 
 
 def measure_stream(settings: Settings, total: int) -> dict[str, Any]:
-    env = {**os.environ, **settings_environment(settings)}
     started = time.monotonic()
-    stream = subprocess.Popen(
-        [str(Path(sys.executable).with_name("climatewatch")), "stream", "--until-caught-up"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    stream = start_stream(settings, "--until-caught-up")
     admin = make_admin(settings)
     along: dict[int, float] = {}
     peak = 0.0
@@ -195,17 +162,11 @@ def main() -> None:
     wanted = args.readings or (1_000_000 if args.quick else 10_000_000)
     total = wanted - wanted % (REGIONS * SENSORS_PER_REGION)  # whole minutes of the network
 
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = start_bench_broker(Path(tmp))
-        try:
-            settings = bench_settings(broker, Path(tmp))
-            t0 = time.perf_counter()
-            preload(settings, total)
-            print(f"preloaded {total:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)
-            bare_peak = measure_bare_loop(settings, total)
-            stream = measure_stream(settings, total)
-        finally:
-            broker.stop()
+    with bench_broker() as (broker, tmp):
+        settings = bench_settings(broker, tmp)
+        preload_timed(preload, settings, total)
+        bare_peak = measure_bare_loop(settings, total)
+        stream = measure_stream(settings, total)
 
     print()
     print(f"| stream memory, {total:,} readings, 1,000 sensors, 20 regions | value |")

@@ -12,7 +12,6 @@ Prints the rates and the ratios b/a and b/c.  --quick: 100,000 readings; --no-qu
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._broker import bench_settings, start_bench_broker
-from include.kafka_clients import make_consumer, make_producer
+from bench._broker import bench_broker, bench_settings
+from bench._common import bare_consume, own_peak_rss_mb, preload_timed, readings_from_start
+from include.kafka_clients import make_producer
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics
 
@@ -81,30 +81,7 @@ def preload(settings, total: int) -> None:
 
 
 def bare_loop(settings, total: int) -> float:
-    import orjson
-    from kafka import TopicPartition
-
-    consumer = make_consumer(
-        settings,
-        max_poll_records=5000,
-        fetch_max_bytes=32 * 1024 * 1024,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    partitions = [
-        TopicPartition(settings.topic_readings, p) for p in range(settings.readings_partitions)
-    ]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    seen = 0
-    started = time.perf_counter()
-    while seen < total:
-        for batch in consumer.poll(timeout_ms=500).values():
-            for record in batch:
-                orjson.loads(record.value)
-            seen += len(batch)
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return total / elapsed
+    return total / bare_consume(settings, total)
 
 
 def climatewatch_stream(settings, total: int) -> float:
@@ -131,16 +108,10 @@ def quix(settings, total: int) -> float | str:
             return f"not run: pip install quixstreams failed ({install.stderr.strip().splitlines()[-1:]})"
     # Quix reads the event time from the value: give it a copy of the data with epoch ms
     import orjson
-    from kafka import TopicPartition
 
     topic = settings.topic_readings + "-quix"
     ensure_topics(settings.model_copy(update={"topic_readings": topic}))
-    consumer = make_consumer(settings)
-    partitions = [
-        TopicPartition(settings.topic_readings, p) for p in range(settings.readings_partitions)
-    ]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
+    consumer = readings_from_start(settings)
     producer = make_producer(settings, linger_ms=20, batch_size=512 * 1024)
     copied = 0
     while copied < total:
@@ -186,19 +157,13 @@ def main() -> None:
     args = parser.parse_args()
     total = args.readings or (100_000 if args.quick else 1_000_000)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = start_bench_broker(Path(tmp))
-        try:
-            settings = bench_settings(broker, Path(tmp))
-            t0 = time.perf_counter()
-            preload(settings, total)
-            print(f"preloaded {total:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)
-            a = bare_loop(settings, total)
-            b = climatewatch_stream(settings, total)
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            c = "skipped (--no-quix)" if args.no_quix else quix(settings, total)
-        finally:
-            broker.stop()
+    with bench_broker() as (broker, tmp):
+        settings = bench_settings(broker, tmp)
+        preload_timed(preload, settings, total)
+        a = bare_loop(settings, total)
+        b = climatewatch_stream(settings, total)
+        peak_mb = own_peak_rss_mb()
+        c = "skipped (--no-quix)" if args.no_quix else quix(settings, total)
 
     print()
     print(

@@ -29,36 +29,35 @@ import itertools
 import multiprocessing as mp
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._broker import start_bench_broker
-from bench.stream_latency import (
+from bench._broker import bench_broker, bench_settings
+from bench._common import (
     LATENESS_S,
-    RULES,
     WINDOW_S,
-    collect_alerts,
+    AlertWatcher,
+    alert_latencies,
     peak_rss_mb,
     percentile,
+    start_stream,
+    stop_stream,
+    write_rules,
 )
 from include.contract import format_ts
 from include.events import Alert
 from include.kafka_clients import make_admin, make_consumer, make_producer
-from include.kafka_local import free_port
-from include.ops.stack import settings_environment
+from include.processes import free_port
 from include.regions import regions
-from include.settings import Settings, load_settings
+from include.settings import Settings
 from include.simulator import SimulationConfig, generate
-from include.topics import ensure_topics
 
 REGIONS, SENSORS_PER_REGION = 20, 50
 CYCLE_S, HEAT_AT_S, HEAT_FOR_S = 20, 6, 8  # one heat wave of HEAT_FOR_S in every cycle
@@ -410,7 +409,33 @@ def verdict(rows: list[dict[str, Any]], key: str, floor: float) -> dict[str, Any
 
 
 # --- main ----------------------------------------------------------------------------------
-def main() -> None:
+@dataclass
+class StreamRun:
+    """The stream phase: a sample every second, the producers' counts, alerts, cost."""
+
+    rows: list[dict[str, Any]]
+    produced: dict[str, Any]
+    arrivals: list[tuple[float, Alert]]
+    rss: float
+    cpu: dict[str, float]
+    group: str
+    merge_group: str
+
+    @property
+    def has_metrics(self) -> bool:
+        return all("stream_records" in r for r in self.rows)
+
+
+@dataclass
+class BaselineRun:
+    """The baseline phase: a sample every second, the producers' counts, the bare loop's."""
+
+    rows: list[dict[str, Any]]
+    produced: dict[str, Any]
+    bare: dict[str, Any]
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -419,110 +444,85 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float)
     parser.add_argument("--baseline-s", type=float)
     parser.add_argument("--producers", type=int, default=2, help="producer processes")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def stream_phase(
+    broker: Any, settings: Settings, args: argparse.Namespace, duration: float
+) -> StreamRun:
+    """The stream (its own process) under the producers for ``duration`` seconds."""
+    group, merge_group = settings.stream_group_id, f"{settings.stream_group_id}-regions"
+    stream = start_stream(settings)
+    try:
+        print(f"generating {args.producers} producers' cycles …", flush=True)
+        producers = Producers(settings, args.rate, args.producers, duration)
+        wait_for_groups(settings, [group, merge_group])
+
+        watcher = AlertWatcher(settings)
+        time.sleep(3)
+
+        sampler = Sampler(settings, [group, merge_group], settings.metrics_port)
+        print(f"load: {args.rate:,.0f} readings/s for {duration:.0f} s …", flush=True)
+        cpu_before = cpu_seconds(stream.pid), cpu_seconds(broker.pid())
+        run_phase(sampler, producers, duration)
+        cpu_after = cpu_seconds(stream.pid), cpu_seconds(broker.pid())
+        produced = producers.finish()
+        cpu = {
+            "stream": cpu_after[0] - cpu_before[0],
+            "broker": cpu_after[1] - cpu_before[1],
+            "producers": produced["cpu_s"],
+        }
+        arrivals = watcher.finish()
+        rows = sampler.samples
+        sampler.close()
+        rss = peak_rss_mb(stream.pid)
+    finally:
+        stop_stream(stream)
+    return StreamRun(rows, produced, arrivals, rss, cpu, group, merge_group)
+
+
+def baseline_phase(settings: Settings, args: argparse.Namespace, baseline_s: float) -> BaselineRun:
+    """The bare consume loop (its own process) under the same producers."""
+    print(f"baseline: bare consume loop for {baseline_s:.0f} s …", flush=True)
+    ctx = mp.get_context("spawn")
+    ready, bare_stop, bare_results = ctx.Event(), ctx.Event(), ctx.Queue()
+    bare = ctx.Process(
+        target=bare_loop_process,
+        args=(settings, "bench-bare", ready, bare_stop, bare_results),
+        daemon=True,
+    )
+    bare.start()
+    base_producers = Producers(settings, args.rate, args.producers, baseline_s)
+    if not ready.wait(timeout=90):
+        raise SystemExit("the bare consume loop did not join its group")
+    base_sampler = Sampler(settings, ["bench-bare"])
+    run_phase(base_sampler, base_producers, baseline_s)
+    base_produced = base_producers.finish()
+    time.sleep(2)
+    bare_stop.set()
+    bare_result = bare_results.get(timeout=60)
+    bare.join(timeout=30)
+    base_rows = base_sampler.samples
+    base_sampler.close()
+    return BaselineRun(base_rows, base_produced, bare_result)
+
+
+def main() -> None:
+    args = parse_args()
     duration = args.duration_s or (60.0 if args.quick else 600.0)
     baseline_s = args.baseline_s or (15.0 if args.quick else 30.0)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = start_bench_broker(Path(tmp))
-        stream = None
-        try:
-            rules = Path(tmp) / "rules.toml"
-            rules.write_text(RULES)
-            metrics_port = free_port()
-            settings = load_settings(
-                bootstrap_servers=broker.bootstrap,
-                data_dir=Path(tmp) / "data",
-                metrics_port=metrics_port,
-                rules_file=rules,
-                idle_timeout_s=5,
-            )
-            ensure_topics(settings)
-            group, merge_group = settings.stream_group_id, f"{settings.stream_group_id}-regions"
-            env = {**os.environ, **settings_environment(settings)}
-            stream = subprocess.Popen(
-                [str(Path(sys.executable).with_name("climatewatch")), "stream"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            print(f"generating {args.producers} producers' cycles …", flush=True)
-            producers = Producers(settings, args.rate, args.producers, duration)
-            wait_for_groups(settings, [group, merge_group])
+    with bench_broker() as (broker, tmp):
+        settings = bench_settings(
+            broker, tmp, metrics_port=free_port(), rules_file=write_rules(tmp)
+        )
+        run = stream_phase(broker, settings, args, duration)
+        base = baseline_phase(settings, args, baseline_s)
 
-            arrivals: list[tuple[float, Alert]] = []
-            stop = threading.Event()
-
-            watcher = threading.Thread(target=collect_alerts, args=(settings, stop, arrivals))
-            watcher.start()
-            time.sleep(3)
-
-            sampler = Sampler(settings, [group, merge_group], metrics_port)
-            print(f"load: {args.rate:,.0f} readings/s for {duration:.0f} s …", flush=True)
-            cpu_before = cpu_seconds(stream.pid), cpu_seconds(broker.pid())
-            run_phase(sampler, producers, duration)
-            cpu_after = cpu_seconds(stream.pid), cpu_seconds(broker.pid())
-            produced = producers.finish()
-            cpu = {
-                "stream": cpu_after[0] - cpu_before[0],
-                "broker": cpu_after[1] - cpu_before[1],
-                "producers": produced["cpu_s"],
-            }
-            time.sleep(WINDOW_S + LATENESS_S + 3)
-            stop.set()
-            watcher.join(timeout=30)
-            main_rows = sampler.samples
-            sampler.close()
-            rss = peak_rss_mb(stream.pid)
-            stream.terminate()
-            stream.wait(timeout=60)
-            stream = None
-
-            # baseline: the bare loop under the same producers
-            print(f"baseline: bare consume loop for {baseline_s:.0f} s …", flush=True)
-            ctx = mp.get_context("spawn")
-            ready, bare_stop, bare_results = ctx.Event(), ctx.Event(), ctx.Queue()
-            bare = ctx.Process(
-                target=bare_loop_process,
-                args=(settings, "bench-bare", ready, bare_stop, bare_results),
-                daemon=True,
-            )
-            bare.start()
-            base_producers = Producers(settings, args.rate, args.producers, baseline_s)
-            if not ready.wait(timeout=90):
-                raise SystemExit("the bare consume loop did not join its group")
-            base_sampler = Sampler(settings, ["bench-bare"])
-            run_phase(base_sampler, base_producers, baseline_s)
-            base_produced = base_producers.finish()
-            time.sleep(2)
-            bare_stop.set()
-            bare_result = bare_results.get(timeout=60)
-            bare.join(timeout=30)
-            base_rows = base_sampler.samples
-            base_sampler.close()
-        finally:
-            if stream is not None:
-                stream.terminate()
-                stream.wait(timeout=60)
-            broker.stop()
-
-    report(
-        args,
-        duration,
-        baseline_s,
-        main_rows,
-        produced,
-        arrivals,
-        rss,
-        cpu,
-        base_rows,
-        base_produced,
-        bare_result,
-        group,
-        merge_group,
-    )
+    report(args, duration, baseline_s, run, base)
 
 
+# --- report --------------------------------------------------------------------------------
 def rate_between(rows: list[dict[str, Any]], key: str) -> float:
     span = rows[-1]["t"] - rows[0]["t"]
     return (rows[-1][key] - rows[0][key]) / span if span > 0 else float("nan")
@@ -532,46 +532,36 @@ def report(
     args: argparse.Namespace,
     duration: float,
     baseline_s: float,
-    rows: list[dict[str, Any]],
-    produced: dict[str, Any],
-    arrivals: list[tuple[float, Alert]],
-    rss: float,
-    cpu: dict[str, float],
-    base_rows: list[dict[str, Any]],
-    base_produced: dict[str, Any],
-    bare_result: dict[str, Any],
-    group: str,
-    merge_group: str,
+    run: StreamRun,
+    base: BaselineRun,
 ) -> None:
-    # per-second produce rate as the broker saw it (growth of the end offsets)
-    per_second = [b["end"] - a["end"] for a, b in itertools.pairwise(rows)]
+    rows, group = run.rows, run.group
     achieved = (rows[-1]["end"] - rows[0]["end"]) / rows[-1]["elapsed"]
-    has_metrics = all("stream_records" in r for r in rows)
-    stream_rate = rate_between(rows, "stream_records") if has_metrics else rate_between(rows, "end")
     # records the stream holds by design: open windows (size + lateness) + one commit interval
     floor = achieved * (WINDOW_S + LATENESS_S + COMMIT_INTERVAL_S)
     v = verdict(rows, group, floor)
-    merge = verdict(rows, merge_group, floor)
-    base_max = max(r["bench-bare"] for r in base_rows)
-    base_achieved = (base_rows[-1]["end"] - base_rows[0]["end"]) / base_rows[-1]["elapsed"]
-
-    latencies = []
-    for arrived, alert in arrivals:
-        closing_event = (
-            datetime.fromisoformat(alert.window_end.replace("Z", "+00:00")).timestamp() + LATENESS_S
-        )
-        second = (
-            int(closing_event) if closing_event == int(closing_event) else int(closing_event) + 1
-        )
-        sent_at = produced["closing"].get(second)
-        if sent_at is not None:
-            latencies.append(arrived - max(sent_at, closing_event))
 
     print()
     print("lag of the stream's group (committed offsets) every 10% of the run:")
     step = max(1, len(rows) // 10)
     print("  " + "  ".join(f"{r['elapsed']:.0f}s:{r[group]:,}" for r in rows[step - 1 :: step]))
     print()
+    print_load_rows(args, duration, run, achieved)
+    print_lag_rows(run, v, floor)
+    print_cost_rows(run)
+    print_baseline_rows(baseline_s, base, v)
+    print()
+    print_rule(args, achieved, floor, v)
+
+
+def print_load_rows(
+    args: argparse.Namespace, duration: float, run: StreamRun, achieved: float
+) -> None:
+    """The table's title, then what was produced and how fast the stream read it."""
+    rows, produced, has_metrics = run.rows, run.produced, run.has_metrics
+    # per-second produce rate as the broker saw it (growth of the end offsets)
+    per_second = [b["end"] - a["end"] for a, b in itertools.pairwise(rows)]
+    stream_rate = rate_between(rows, "stream_records") if has_metrics else rate_between(rows, "end")
     print(
         f"| sustained load: {args.rate:,.0f} readings/s target, {duration:.0f} s, "
         f"1,000 sensors, 6 partitions, {args.producers} producer processes | value |"
@@ -590,26 +580,38 @@ def report(
         f"| stream rate ({'its records counter' if has_metrics else 'end offsets'}, readings/s) "
         f"| {stream_rate:,.0f} |"
     )
+
+
+def print_lag_rows(run: StreamRun, v: dict[str, Any], floor: float) -> None:
+    """The lag of the stream's two groups, from the committed offsets."""
+    rows, group, merge_group = run.rows, run.group, run.merge_group
+    merge = verdict(rows, merge_group, floor)
     print(f"| max lag, {group} (committed) | {v['max']:,} |")
     print(f"| lag at the end | {v['end']:,} |")
     print(
         f"| lag in the last 10% of the run (mean / max) | {v['last10_mean']:,.0f} / {v['last10_max']:,} |"
     )
     print(f"| lag trend over the last third (records/s) | {v['trend']:+,.0f} |")
-    if has_metrics:
+    if run.has_metrics:
         pos = [r["stream_position_lag"] for r in rows]
         print(  # kafka-python's highwater is the one of the last fetch: it under-reports a backlog
             f"| stream's own lag gauge, highwater - position (max / end / last-10% mean) | {max(pos):,.0f} / "
             f"{pos[-1]:,.0f} / {statistics.fmean(pos[-max(1, len(pos) // 10) :]):,.0f} |"
         )
     print(f"| merge stage {merge_group} lag (max / end) | {merge['max']:,} / {merge['end']:,} |")
+
+
+def print_cost_rows(run: StreamRun) -> None:
+    """Alert latency under the load, memory and CPU."""
+    rows, cpu = run.rows, run.cpu
+    latencies = alert_latencies(run.arrivals, run.produced["closing"])
     print(f"| alerts measured | {len(latencies)} |")
     if latencies:
         print(
             f"| alert latency p50 / p99 (ms) | {1000 * statistics.median(latencies):,.0f} / "
             f"{1000 * percentile(latencies, 0.99):,.0f} |"
         )
-    print(f"| stream peak RSS (MB) | {rss:,.0f} |")
+    print(f"| stream peak RSS (MB) | {run.rss:,.0f} |")
     processed = rows[-1].get("stream_records", 0) - rows[0].get("stream_records", 0)
     print(
         f"| CPU seconds during the load: producers / stream / broker | {cpu['producers']:,.0f} / "
@@ -621,7 +623,14 @@ def report(
         f"| machine load average (1 min) during the load, mean / max | "
         f"{statistics.fmean(r['load'] for r in rows[1:]):.1f} / {max(r['load'] for r in rows[1:]):.1f} |"
     )
-    delays = bare_result["delays"]
+
+
+def print_baseline_rows(baseline_s: float, base: BaselineRun, v: dict[str, Any]) -> None:
+    """The bare loop's lag and delivery delay, and the ratio of the max lags."""
+    base_rows = base.rows
+    base_max = max(r["bench-bare"] for r in base_rows)
+    base_achieved = (base_rows[-1]["end"] - base_rows[0]["end"]) / base_rows[-1]["elapsed"]
+    delays = base.bare["delays"]
     print(
         f"| baseline: bare kafka-python loop (orjson, commit every 1 s), {baseline_s:.0f} s at "
         f"{base_achieved:,.0f}/s achieved: max lag | {base_max:,} |"
@@ -634,7 +643,10 @@ def report(
     print(
         f"| ratio max lag stream / bare loop | {v['max'] / base_max if base_max else float('nan'):.1f} |"
     )
-    print()
+
+
+def print_rule(args: argparse.Namespace, achieved: float, floor: float, v: dict[str, Any]) -> None:
+    """The rule that says whether the lag is bounded, and the verdict."""
     print(
         f"rule: bounded = mean lag over the last 10% <= max(F, max lag / 2) and the least-squares "
         f"trend over the last third adds <= F/4 records, where F = achieved rate x (window "

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench._common import own_peak_rss_mb, run_phase_process  # noqa: E402 (needs sys.path)
 
 SENSORS = 1_000
 REGIONS = 20
@@ -43,10 +42,6 @@ FIRST_DAY = "2026-01-01"
 REBUILD_TARGET_S = 30.0
 INCREMENTAL_TARGET_S = 2.0
 LATE_BATCH = 10_000  # readings of the new batch for one day (the incremental phase)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def interval_s(readings: int) -> float:
@@ -158,7 +153,7 @@ def phase_rebuild(workdir: Path, readings: int) -> dict:
     from warehouse.stats.recompute import rebuild
 
     result = rebuild(bench_settings(workdir, readings))
-    return {"seconds": result.seconds, "models": result.model_seconds, "rss": peak_rss_mb()}
+    return {"seconds": result.seconds, "models": result.model_seconds, "rss": own_peak_rss_mb()}
 
 
 def phase_incremental(workdir: Path, readings: int) -> dict:
@@ -170,7 +165,7 @@ def phase_incremental(workdir: Path, readings: int) -> dict:
         "models": result.model_seconds,
         "dates": len(result.dates),
         "dependent": len(result.dependent_dates),
-        "rss": peak_rss_mb(),
+        "rss": own_peak_rss_mb(),
     }
 
 
@@ -215,7 +210,7 @@ def phase_pandas(workdir: Path, readings: int, subset: int) -> dict:
         "read": read,
         "groups": len(daily),
         "checksum": float(daily["reading_count"].sum()),
-        "rss": peak_rss_mb(),
+        "rss": own_peak_rss_mb(),
     }
 
 
@@ -240,7 +235,7 @@ def phase_duckdb_subset(workdir: Path, readings: int, subset: int) -> dict:
     ).fetchall()
     seconds = time.perf_counter() - started
     rows, groups = sum(row[2] for row in daily), len(daily)
-    return {"rows": rows, "seconds": seconds, "groups": groups, "rss": peak_rss_mb()}
+    return {"rows": rows, "seconds": seconds, "groups": groups, "rss": own_peak_rss_mb()}
 
 
 PHASES = {
@@ -252,29 +247,11 @@ PHASES = {
 
 
 def run_phase(name: str, workdir: Path, readings: int, subset: int) -> dict:
-    done = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--phase",
-            name,
-            "--workdir",
-            str(workdir),
-            "--readings",
-            str(readings),
-            "--subset",
-            str(subset),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"phase {name} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    options = ["--workdir", str(workdir), "--readings", str(readings), "--subset", str(subset)]
+    return run_phase_process(__file__, name, *options)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10M readings, 2M subset")
     parser.add_argument("--readings", type=int, default=None)
@@ -282,18 +259,22 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--phase", choices=sorted(PHASES), default=None)
-    args = parser.parse_args()
-    readings = args.readings or (10_000_000 if args.quick else 100_000_000)
-    subset = args.subset or (2_000_000 if args.quick else 10_000_000)
+    return parser.parse_args()
 
-    if args.phase:
-        if args.phase in ("pandas", "duckdb_subset"):
-            out = PHASES[args.phase](args.workdir, readings, subset)
-        else:
-            out = PHASES[args.phase](args.workdir, readings)
-        print(json.dumps(out))
-        return 0
 
+def measure_phase(phase: str, workdir: Path, readings: int, subset: int) -> int:
+    """A phase in its own process: prints its result as one JSON line."""
+    if phase in ("pandas", "duckdb_subset"):
+        out = PHASES[phase](workdir, readings, subset)
+    else:
+        out = PHASES[phase](workdir, readings)
+    print(json.dumps(out))
+    return 0
+
+
+def measure(readings: int, subset: int, keep: bool) -> dict[str, dict]:
+    """Generate the archive, then every phase in its own process; the data is deleted
+    afterwards unless ``keep``."""
     base = REPO / "data" if (REPO / "data").is_dir() else None
     workdir = Path(tempfile.mkdtemp(prefix="warehouse-bench-", dir=base))
     try:
@@ -314,18 +295,18 @@ def main() -> int:
         if pandas["checksum"] != duck["rows"] or pandas["groups"] != duck["groups"]:
             print(f"WARNING: pandas and DuckDB disagree: {pandas} vs {duck}")
     finally:
-        if not args.keep:
+        if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+    return {"rebuild": rebuild, "incremental": incremental, "pandas": pandas, "duck": duck}
 
-    rebuild_rate = readings / rebuild["seconds"]
-    pandas_rate = pandas["rows"] / pandas["seconds"]
-    duck_rate = duck["rows"] / duck["seconds"]
+
+def print_table(readings: int, rebuild: dict, incremental: dict, pandas: dict, duck: dict) -> None:
     rows = [
         (
             "(a) DuckDB full rebuild (hourly + daily + all)",
             readings,
             rebuild["seconds"],
-            rebuild_rate,
+            readings / rebuild["seconds"],
             rebuild["rss"],
         ),
         (
@@ -339,14 +320,14 @@ def main() -> int:
             "(c) pandas daily aggregation (read included)",
             pandas["rows"],
             pandas["seconds"],
-            pandas_rate,
+            pandas["rows"] / pandas["seconds"],
             pandas["rss"],
         ),
         (
             "(d) DuckDB daily aggregation, same subset",
             duck["rows"],
             duck["seconds"],
-            duck_rate,
+            duck["rows"] / duck["seconds"],
             duck["rss"],
         ),
     ]
@@ -355,6 +336,12 @@ def main() -> int:
     for name, count, seconds, rate, rss in rows:
         shown = f"{rate:,.0f}" if rate else "-"
         print(f"{name:<52} {count:>12,} {seconds:>9.2f} {shown:>13} {rss:>8.0f} MB")
+
+
+def print_ratios(readings: int, rebuild: dict, incremental: dict, pandas: dict, duck: dict) -> None:
+    rebuild_rate = readings / rebuild["seconds"]
+    pandas_rate = pandas["rows"] / pandas["seconds"]
+    duck_rate = duck["rows"] / duck["seconds"]
     print()
     print(
         "rebuild by model (s): " + ", ".join(f"{k} {v:.2f}" for k, v in rebuild["models"].items())
@@ -378,6 +365,17 @@ def main() -> int:
         )
     else:
         print("targets (30 s rebuild, 2 s incremental) apply to the full size, 100M readings")
+
+
+def main() -> int:
+    args = parse_args()
+    readings = args.readings or (10_000_000 if args.quick else 100_000_000)
+    subset = args.subset or (2_000_000 if args.quick else 10_000_000)
+    if args.phase:
+        return measure_phase(args.phase, args.workdir, readings, subset)
+    results = measure(readings, subset, args.keep)
+    print_table(readings, **results)
+    print_ratios(readings, **results)
     return 0
 
 

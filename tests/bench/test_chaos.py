@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench._chaos_lib import ChaosOptions, run_scenario
+from bench.chaos.harness import ChaosOptions
+from bench.chaos.scenarios import run_scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

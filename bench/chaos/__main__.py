@@ -7,7 +7,7 @@ mid-run), then drains everything and counts in the Parquet archive, with DuckDB,
 was lost or duplicated among the acknowledged readings. One table row per scenario;
 the exit code is 1 if any scenario lost or duplicated a reading or missed its alert.
 
-    python bench/chaos.py [--quick] [--only NAME] [--rate N] [--duration S]
+    python -m bench.chaos [--quick] [--only NAME] [--rate N] [--duration S]
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._chaos_lib import SCENARIOS, ChaosOptions, run_scenario, table
+from bench.chaos.harness import ChaosOptions
+from bench.chaos.scenarios import SCENARIOS, run_scenario
+from bench.chaos.table import table
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="20 s per scenario, lower rate")
     parser.add_argument(
         "--only",
