@@ -117,88 +117,100 @@ def _enabled(config: dict[str, Any]) -> bool:
 
 def evaluate(window: ClosedWindow, history: RegionHistory, rules: RulesConfig) -> list[Condition]:
     """Conditions of every rule for one closed window; updates ``history`` afterwards."""
-    region, start, end = window.region, window.start_ms, window.end_ms
-    conditions: list[Condition] = []
-
-    def condition(
-        rule: str, active: bool, value: float | None, threshold: float | None, message: str
-    ) -> None:
-        severity = str(rules.for_region(rule, region).get("severity", "warning"))
-        conditions.append(
-            Condition(rule, region, active, start, end, value, threshold, severity, message)
-        )
-
-    mean = window.mean_c
-    heat = rules.for_region("heat", region)
-    if _enabled(heat) and mean is not None:
-        limit = float(heat["threshold_c"])
-        condition(
-            "heat",
-            mean > limit,
-            round(mean, 2),
-            limit,
-            f"mean {mean:.1f} °C above {limit:g} °C in {region}",
-        )
-    cold = rules.for_region("cold", region)
-    if _enabled(cold) and mean is not None:
-        limit = float(cold["threshold_c"])
-        condition(
-            "cold",
-            mean < limit,
-            round(mean, 2),
-            limit,
-            f"mean {mean:.1f} °C below {limit:g} °C in {region}",
-        )
-
-    change = rules.for_region("drastic_change", region)
-    if _enabled(change) and mean is not None:
-        back = int(change.get("windows_back", 10))
-        delta = float(change["delta_c"])
-        earliest = start - back * rules.window_ms
-        reference = next((m for s, m in history.means if earliest <= s < start), None)
-        if reference is not None:
-            difference = mean - reference
-            condition(
-                "drastic_change",
-                abs(difference) >= delta,
-                round(difference, 2),
-                delta,
-                f"mean changed {difference:+.1f} °C within {back * rules.window_ms // 60000} min in {region}",
-            )
-
+    found: list[_Finding] = []
+    if window.mean_c is not None:
+        found += _thresholds(window, window.mean_c, rules)
+        found += _drastic_change(window, window.mean_c, history, rules)
     for sensor in window.sensors:
-        history.sensor_last_seen_ms[sensor] = end
-    silent = rules.for_region("silent_sensor", region)
-    if _enabled(silent) and history.sensor_last_seen_ms:
-        limit_ms = float(silent["silent_seconds"]) * 1000
-        quiet = sorted(
-            s for s, seen in history.sensor_last_seen_ms.items() if end - seen >= limit_ms
+        history.sensor_last_seen_ms[sensor] = window.end_ms
+    found += _silent_sensors(window, history, rules)
+    found += _bad_data(window, rules)
+    if window.mean_c is not None:
+        history.means.append((window.start_ms, window.mean_c))
+    region, start, end = window.region, window.start_ms, window.end_ms
+    return [
+        Condition(
+            rule,
+            region,
+            active,
+            start,
+            end,
+            value,
+            threshold,
+            str(rules.for_region(rule, region).get("severity", "warning")),
+            message,
         )
-        condition(
-            "silent_sensor",
-            bool(quiet),
-            float(len(quiet)),
-            float(silent["silent_seconds"]),
-            f"{len(quiet)} sensor(s) silent for {float(silent['silent_seconds']):g} s in {region}: {', '.join(quiet[:5])}"
-            if quiet
-            else f"every sensor of {region} reports",
-        )
+        for rule, active, value, threshold, message in found
+    ]
 
-    bad = rules.for_region("bad_data", region)
-    if _enabled(bad) and window.count + window.invalid >= int(bad.get("min_records", 10)):
-        limit = float(bad["max_invalid_share"])
-        share = window.invalid_share
-        condition(
-            "bad_data",
-            share > limit,
-            round(share, 4),
-            limit,
-            f"{share:.0%} of records invalid in {region} ({window.invalid} of {window.count + window.invalid})",
-        )
 
-    if mean is not None:
-        history.means.append((start, mean))
-    return conditions
+# (rule, active, value, threshold, message): what one rule says of one window
+_Finding = tuple[str, bool, float | None, float | None, str]
+
+
+def _thresholds(window: ClosedWindow, mean: float, rules: RulesConfig) -> list[_Finding]:
+    region = window.region
+    found: list[_Finding] = []
+    heat = rules.for_region("heat", region)
+    if _enabled(heat):
+        limit = float(heat["threshold_c"])
+        message = f"mean {mean:.1f} °C above {limit:g} °C in {region}"
+        found.append(("heat", mean > limit, round(mean, 2), limit, message))
+    cold = rules.for_region("cold", region)
+    if _enabled(cold):
+        limit = float(cold["threshold_c"])
+        message = f"mean {mean:.1f} °C below {limit:g} °C in {region}"
+        found.append(("cold", mean < limit, round(mean, 2), limit, message))
+    return found
+
+
+def _drastic_change(
+    window: ClosedWindow, mean: float, history: RegionHistory, rules: RulesConfig
+) -> list[_Finding]:
+    change = rules.for_region("drastic_change", window.region)
+    if not _enabled(change):
+        return []
+    back = int(change.get("windows_back", 10))
+    delta = float(change["delta_c"])
+    earliest = window.start_ms - back * rules.window_ms
+    reference = next((m for s, m in history.means if earliest <= s < window.start_ms), None)
+    if reference is None:
+        return []
+    difference = mean - reference
+    minutes = back * rules.window_ms // 60000
+    message = f"mean changed {difference:+.1f} °C within {minutes} min in {window.region}"
+    return [("drastic_change", abs(difference) >= delta, round(difference, 2), delta, message)]
+
+
+def _silent_sensors(
+    window: ClosedWindow, history: RegionHistory, rules: RulesConfig
+) -> list[_Finding]:
+    silent = rules.for_region("silent_sensor", window.region)
+    if not (_enabled(silent) and history.sensor_last_seen_ms):
+        return []
+    seconds = float(silent["silent_seconds"])
+    quiet = sorted(
+        s
+        for s, seen in history.sensor_last_seen_ms.items()
+        if window.end_ms - seen >= seconds * 1000
+    )
+    message = (
+        f"{len(quiet)} sensor(s) silent for {seconds:g} s in {window.region}: {', '.join(quiet[:5])}"
+        if quiet
+        else f"every sensor of {window.region} reports"
+    )
+    return [("silent_sensor", bool(quiet), float(len(quiet)), seconds, message)]
+
+
+def _bad_data(window: ClosedWindow, rules: RulesConfig) -> list[_Finding]:
+    bad = rules.for_region("bad_data", window.region)
+    records = window.count + window.invalid
+    if not (_enabled(bad) and records >= int(bad.get("min_records", 10))):
+        return []
+    limit = float(bad["max_invalid_share"])
+    share = window.invalid_share
+    message = f"{share:.0%} of records invalid in {window.region} ({window.invalid} of {records})"
+    return [("bad_data", share > limit, round(share, 4), limit, message)]
 
 
 class AlertTracker:
