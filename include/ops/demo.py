@@ -12,10 +12,12 @@ resumes from the same data directory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,41 +190,29 @@ def run_demo(
     duration_s: float | None = None,
     api_port: int = 8080,
 ) -> None:
+    """Start Kafka and the stack, simulate with a live status view, stop what was started."""
     from include.kafka_local.cluster import LocalCluster
     from include.kafka_local.jars import fetch_jars
-    from include.ops.airflow_api import AirflowClient
-    from include.ops.stack import Supervisor, airflow_admin_password, stack_services
-    from include.topics import ensure_topics
+    from include.ops.stack import Supervisor
 
     os.environ.update(DEMO_ENVIRONMENT)
     settings = load_settings(**{**settings.model_dump(), "archive_interval_minutes": 1})
     fetch_jars(settings)
     cluster = LocalCluster.from_settings(settings)
-    console.print(f"starting the Kafka broker on {cluster.bootstrap} …")
-    started_kafka = cluster.start() == "started"
-    for result in ensure_topics(settings):
-        console.print(f"  topic {result.name}: {result.state} ({result.detail})")
-
+    started_kafka = _start_kafka(settings, cluster, console)
     supervisor = Supervisor(settings.run_dir)
     started: list[str] = []
     stop = threading.Event()
     stats = SimulationStats()
     try:
-        for service in stack_services(settings, api_port=api_port):
-            console.print(f"starting {service.name} …")
-            if supervisor.start(service) == "started":
-                started.append(service.name)
-        airflow_url = f"http://127.0.0.1:{api_port}"
-        login = f"user admin, password {airflow_admin_password(settings)}"
-        console.print(f"Airflow UI: {airflow_url} ({login})")
-        client = AirflowClient(airflow_url, "admin", airflow_admin_password(settings))
-
+        airflow_url, login, client = _start_services(
+            settings, supervisor, started, console, api_port
+        )
         status = DemoStatus()
         watcher = TopicWatcher(settings, status, stop)
         watcher.start()
         watcher.ready.wait(timeout=30)
         StatusPoller(settings, status, stop, client).start()
-
         config = SimulationConfig(
             regions=regions,
             sensors_per_region=sensors,
@@ -232,24 +222,8 @@ def run_demo(
             heat_wave_for_s=240.0,
             malformed_ratio=0.005,
         )
-        simulator = threading.Thread(
-            target=run_simulation,
-            args=(settings, config),
-            kwargs={"stats": stats, "should_stop": stop.is_set},
-            name="simulator",
-            daemon=True,
-        )
-        simulator.start()
-        console.print(
-            f"simulating {regions} regions × {sensors} sensors at {rate:g} readings/s "
-            "(heat wave in marseille after 30 s); Ctrl-C stops the demo"
-        )
-        deadline = time.monotonic() + duration_s if duration_s else None
-        with Live(console=console, refresh_per_second=1) as live:
-            while simulator.is_alive() and (deadline is None or time.monotonic() < deadline):
-                live.update(status_view(stats, status, airflow_url, login))
-                time.sleep(1)
-            live.update(status_view(stats, status, airflow_url, login))
+        view = functools.partial(status_view, stats, status, airflow_url, login)
+        _simulate(settings, config, stats, stop, console, view, duration_s)
     except KeyboardInterrupt:
         console.print("stopping …")
     finally:
@@ -262,3 +236,62 @@ def run_demo(
                 cluster.stop()
                 console.print("Kafka broker stopped")
         console.print(f"demo stopped: {stats.sent:,} readings sent, {stats.failed} failed")
+
+
+def _start_kafka(settings: Settings, cluster: Any, console: Console) -> bool:
+    """Start the local broker and the topics; True when this demo started the broker."""
+    from include.topics import ensure_topics
+
+    console.print(f"starting the Kafka broker on {cluster.bootstrap} …")
+    started = cluster.start() == "started"
+    for result in ensure_topics(settings):
+        console.print(f"  topic {result.name}: {result.state} ({result.detail})")
+    return started
+
+
+def _start_services(
+    settings: Settings, supervisor: Any, started: list[str], console: Console, api_port: int
+) -> tuple[str, str, Any]:
+    """Start Airflow and the stream (each name goes into ``started`` as it starts)."""
+    from include.ops.airflow_api import AirflowClient
+    from include.ops.stack import airflow_admin_password, stack_services
+
+    for service in stack_services(settings, api_port=api_port):
+        console.print(f"starting {service.name} …")
+        if supervisor.start(service) == "started":
+            started.append(service.name)
+    airflow_url = f"http://127.0.0.1:{api_port}"
+    login = f"user admin, password {airflow_admin_password(settings)}"
+    console.print(f"Airflow UI: {airflow_url} ({login})")
+    client = AirflowClient(airflow_url, "admin", airflow_admin_password(settings))
+    return airflow_url, login, client
+
+
+def _simulate(
+    settings: Settings,
+    config: SimulationConfig,
+    stats: SimulationStats,
+    stop: threading.Event,
+    console: Console,
+    view: Callable[[], Group],
+    duration_s: float | None,
+) -> None:
+    """Run the simulator in a thread and refresh the status view every second."""
+    simulator = threading.Thread(
+        target=run_simulation,
+        args=(settings, config),
+        kwargs={"stats": stats, "should_stop": stop.is_set},
+        name="simulator",
+        daemon=True,
+    )
+    simulator.start()
+    console.print(
+        f"simulating {config.regions} regions × {config.sensors_per_region} sensors at "
+        f"{config.rate:g} readings/s (heat wave in marseille after 30 s); Ctrl-C stops the demo"
+    )
+    deadline = time.monotonic() + duration_s if duration_s else None
+    with Live(console=console, refresh_per_second=1) as live:
+        while simulator.is_alive() and (deadline is None or time.monotonic() < deadline):
+            live.update(view())
+            time.sleep(1)
+        live.update(view())
