@@ -28,3 +28,14 @@ def test_the_two_commands_and_ci() -> None:
 def test_the_archive_sql_tested_elsewhere_is_the_readme_sql() -> None:
     assert README_READINGS_SQL.strip() in README
     assert README_REJECTED_SQL.strip() in README
+
+
+def test_every_project_path_the_readme_names_exists() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    named = set(
+        re.findall(r"`((?:include|streaming|warehouse|dags|plugins|tests|bench)/[^`\s]*)`", README)
+    )
+    missing = sorted(path for path in named if not (root / path.split("::")[0]).exists())
+    assert not missing, f"README.md names paths that do not exist: {missing}"
