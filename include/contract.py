@@ -320,7 +320,10 @@ def parse_timestamp(raw: object) -> datetime | Rejection:
     if ts.tzinfo is None:
         return Rejection(BAD_TIMESTAMP, f"ts {raw[:64]!r} has no UTC offset")
     if ts.utcoffset():
-        ts = ts.astimezone(UTC)
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            return Rejection(BAD_TIMESTAMP, f"ts {raw[:64]!r} is outside years 1..9999 in UTC")
     elif ts.tzinfo is not UTC:
         ts = ts.replace(tzinfo=UTC)
     return ts
@@ -355,14 +358,22 @@ def _explain_undecodable(value: bytes) -> Rejection:
         number = float(literal)
         return number if math.isfinite(number) else non_finite(literal[:32])
 
+    def parse_int(literal: str) -> int:
+        if not -(2**63) <= int(literal) < 2**64:
+            too_large.append(literal[:32])
+        return 0
+
+    too_large: list[str] = []
     try:
-        json.loads(text, parse_constant=non_finite, parse_float=parse_float)
+        json.loads(text, parse_constant=non_finite, parse_float=parse_float, parse_int=parse_int)
     except ValueError as exc:
         return Rejection(NOT_JSON, f"{exc.__class__.__name__}: {str(exc)[:120]}")
     except RecursionError:
         return Rejection(NOT_JSON, "nested too deeply")
     if constants:
         return Rejection(NOT_FINITE, f"{constants[0]} is not a finite number")
+    if too_large:
+        return Rejection(OUT_OF_RANGE, f"integer {too_large[0]}… is beyond the 64-bit range")
     return Rejection(NOT_JSON, "not valid JSON")
 
 

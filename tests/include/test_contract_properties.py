@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -243,3 +243,57 @@ def test_a_burst_of_100000_malformed_records_is_all_rejected_with_reasons() -> N
         reasons[result.reason] = reasons.get(result.reason, 0) + 1
     assert sum(reasons.values()) == 100_000
     assert set(reasons) == {"not_json", "not_object", "missing_field", "not_utf8", "not_finite"}
+
+
+def _reading_with_ts(ts: str) -> bytes:
+    return orjson.dumps(
+        {"schema_version": 1, "sensor_id": "s", "region": "r", "ts": ts, "temperature_c": 20.0}
+    )
+
+
+@fixed(3000)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
+    st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+)
+def test_timestamps_across_the_whole_range_and_every_offset_get_a_verdict(
+    naive: datetime, offset_minutes: int, precision: str
+) -> None:
+    zone = timezone(timedelta(minutes=offset_minutes))
+    ts = naive.replace(tzinfo=zone).isoformat(timespec=precision)
+    value = _reading_with_ts(ts)
+    full = parse_reading(value, now=NOW)
+    check(full)
+    short = parse_window_fields(value, future_limit_ms(NOW))
+    assert type(short) is Rejection if type(full) is Rejection else type(short) is tuple
+    if type(full) is Reading:
+        assert full.ts == datetime.fromisoformat(ts)
+
+
+@pytest.mark.parametrize(
+    "ts", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+00:01"]
+)
+def test_an_instant_outside_the_utc_calendar_is_a_bad_timestamp(ts: str) -> None:
+    result = parse_reading(_reading_with_ts(ts), now=NOW)
+    assert type(result) is Rejection and result.reason == "bad_timestamp"
+    assert parse_window_fields(_reading_with_ts(ts), future_limit_ms(NOW)) == result
+
+
+@pytest.mark.parametrize(
+    "number", [b"1" + b"0" * 30, b"-" + b"9" * 40, b"1e400", b"-1e999", b"18446744073709551616"]
+)
+def test_numbers_beyond_the_float_and_integer_range_get_a_reason(number: bytes) -> None:
+    for field in (b"temperature_c", b"humidity_pct"):
+        value = (
+            b'{"schema_version": 1, "sensor_id": "s", "region": "r", '
+            b'"ts": "2026-11-24T11:00:00Z", "temperature_c": 20.0, "'
+            + field
+            + b'": '
+            + number
+            + b"}"
+        )
+        result = parse_reading(value, now=NOW)
+        check(result)
+        if field == b"temperature_c":
+            assert type(result) is Rejection
