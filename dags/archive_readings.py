@@ -55,8 +55,8 @@ def _archive_settings() -> Any:
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    from include.kafka_clients import kafka_overrides_from_extra
     from include.settings import load_settings
-    from warehouse.archive.run import kafka_overrides_from_extra
 
     try:
         connection = Connection.get("kafka_default")
@@ -123,7 +123,7 @@ def archive_readings() -> None:
         """Write the ledger summary (``_summary.json``); the Asset event names the new batches."""
         import logging
 
-        from warehouse.archive.run import run_totals, write_ledger_summary
+        from warehouse.archive.summary import run_totals, write_ledger_summary
 
         settings = _archive_settings()
         run = run_totals([*readings, *speed_layer]) | {

@@ -63,9 +63,11 @@ class WindowStats:
     window_start: str = column("ts")
     window_end: str = column("ts")
     count: int = column("int")
-    mean_c: float = column("float")
-    min_c: float = column("float")
-    max_c: float = column("float")
+    # A window of invalid records only has no temperature: null on the topic (NaN in
+    # memory). The decoder still requires them (such windows go to rejected/).
+    mean_c: float = column("float", nullable=True)
+    min_c: float = column("float", nullable=True)
+    max_c: float = column("float", nullable=True)
     sensors: int = column("int", required=False)
     late: int = column("int", required=False)
     invalid: int = column("int", required=False)

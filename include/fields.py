@@ -25,21 +25,34 @@ _METADATA_KEY = "climatewatch"
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """One archived field: its name, its kind and whether a record may omit it."""
+    """One archived field: its name, its kind, whether a record may omit it, and whether
+    its archive column may hold nulls (by default exactly when it may be omitted)."""
 
     name: str
     kind: Kind
     required: bool
+    nullable: bool
 
 
-def column(kind: Kind, *, required: bool = True, archived: bool = True, **field_args: Any) -> Any:
+def column(
+    kind: Kind,
+    *,
+    required: bool = True,
+    nullable: bool | None = None,
+    archived: bool = True,
+    **field_args: Any,
+) -> Any:
     """A dataclass field with its archive type.
 
     ``required=False``: a record without it is still valid (the column is nullable).
+    ``nullable=True`` on a required field: the archive column may hold nulls all the same
+    (rows written by other means than the decoder, such as the speed layer's empty windows).
     ``archived=False``: carried on the topic only (for instance a restart hint), never a
     column of the archive.
     """
-    metadata = {_METADATA_KEY: (kind, required, archived)}
+    metadata = {
+        _METADATA_KEY: (kind, required, not required if nullable is None else nullable, archived)
+    }
     return dataclasses.field(metadata=metadata, **field_args)
 
 
@@ -47,9 +60,9 @@ def specs(record_type: type) -> tuple[FieldSpec, ...]:
     """The archived fields of a record dataclass, in declaration order."""
     found = []
     for field in dataclasses.fields(record_type):
-        kind, required, archived = field.metadata[_METADATA_KEY]
+        kind, required, nullable, archived = field.metadata[_METADATA_KEY]
         if archived:
-            found.append(FieldSpec(field.name, kind, required))
+            found.append(FieldSpec(field.name, kind, required, nullable))
     return tuple(found)
 
 
@@ -78,7 +91,7 @@ def arrow_schema(record_type: type, *, without: tuple[str, ...] = ()) -> pa.Sche
     import pyarrow as pa
 
     columns = [
-        pa.field(spec.name, arrow_type(spec.kind), nullable=not spec.required)
+        pa.field(spec.name, arrow_type(spec.kind), nullable=spec.nullable)
         for spec in specs(record_type)
         if spec.name not in without
     ]

@@ -2,7 +2,8 @@
 
 Every client gets the same connection and security options, fails fast when the
 cluster is unreachable (``bootstrap_timeout_ms``), and turns kafka-python's exceptions
-into one-line :class:`ClimateWatchError` messages a user can act on.
+into one-line :class:`ClimateWatchError` messages a user can act on. An Airflow Kafka
+connection's extra maps to the same settings (:func:`kafka_overrides_from_extra`).
 """
 
 from __future__ import annotations
@@ -155,3 +156,41 @@ def denied_message(settings: Settings, exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
     return text.splitlines()[0][:200]
+
+
+# --- an Airflow Kafka connection ----------------------------------------------------------------
+# The keys of an Airflow Kafka connection's extra (Apache Kafka provider spellings, which
+# are librdkafka's, and kafka-python's) → the ClimateWatch settings they set.
+_EXTRA_TO_SETTING = {
+    "bootstrap.servers": "bootstrap_servers",
+    "bootstrap_servers": "bootstrap_servers",
+    "security.protocol": "security_protocol",
+    "security_protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl_mechanism": "sasl_mechanism",
+    "sasl.username": "sasl_username",
+    "sasl_plain_username": "sasl_username",
+    "sasl.password": "sasl_password",
+    "sasl_plain_password": "sasl_password",
+    "ssl.ca.location": "ssl_cafile",
+    "ssl_cafile": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl_certfile": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+    "ssl_keyfile": "ssl_keyfile",
+}
+
+
+def kafka_overrides_from_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """Settings overrides from a Kafka connection's extra (Apache Kafka provider keys).
+
+    What lets the DAGs connect with an Airflow connection (``kafka_default``) instead of
+    the ``CLIMATEWATCH_*`` settings: pass the result to ``load_settings(**overrides)``.
+    """
+    overrides = {}
+    for key, value in extra.items():
+        setting = _EXTRA_TO_SETTING.get(key)
+        if setting is not None and value not in (None, ""):
+            overrides[setting] = value
+    return overrides

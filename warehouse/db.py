@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from include.errors import ClimateWatchError
 from include.settings import Settings
+from warehouse.archive.layout import DATASETS
 from warehouse.archive.ledger import filesystem_for
-from warehouse.archive.run import DATASETS
 
 if TYPE_CHECKING:
     import duckdb

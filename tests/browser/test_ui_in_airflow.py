@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from include.kafka_local import free_port
 from include.ops.stack import Supervisor, airflow_admin_password, airflow_services
+from include.processes import free_port
 from include.settings import Settings, load_settings
 from tests.fixtures.browser import WAIT_S, screenshot
 from tests.fixtures.ui import UiData, build_ui_data

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from include.kafka_local import free_port
 from include.ops.airflow_api import AirflowClient
+from include.processes import free_port
 from include.settings import load_settings
 from tests.fixtures.stream import alerts
 

@@ -21,7 +21,7 @@ import duckdb
 import pytest
 
 from include.kafka_clients import make_producer
-from include.kafka_local import LocalBroker, free_port
+from include.kafka_local.broker import LocalBroker
 from include.ops.airflow_api import AirflowClient
 from include.ops.stack import (
     AIRFLOW_COMPONENTS,
@@ -29,6 +29,7 @@ from include.ops.stack import (
     airflow_admin_password,
     airflow_services,
 )
+from include.processes import free_port
 from include.settings import Settings, load_settings
 from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics

@@ -28,16 +28,16 @@ class _Gauge:
     station: str = column("str")
     at: str = column("ts")
     wind_ms: float | None = column("float", required=False)
-    gusts: int = column("int")
+    gusts: int = column("int", nullable=True)
     note: str | None = column("str", required=False, archived=False, default=None)
 
 
 def test_a_new_record_gets_its_schema_from_its_declaration_alone() -> None:
     assert specs(_Gauge) == (
-        FieldSpec("station", "str", True),
-        FieldSpec("at", "ts", True),
-        FieldSpec("wind_ms", "float", False),
-        FieldSpec("gusts", "int", True),
+        FieldSpec("station", "str", True, False),
+        FieldSpec("at", "ts", True, False),
+        FieldSpec("wind_ms", "float", False, True),
+        FieldSpec("gusts", "int", True, True),
     )
     assert field_names(_Gauge) == ("station", "at", "wind_ms", "gusts", "note")
     schema = arrow_schema(_Gauge)
@@ -45,6 +45,7 @@ def test_a_new_record_gets_its_schema_from_its_declaration_alone() -> None:
     assert schema.field("at").type == pa.timestamp("us", tz="UTC")
     assert schema.field("gusts").type == pa.int64()
     assert not schema.field("station").nullable and schema.field("wind_ms").nullable
+    assert schema.field("gusts").nullable
     assert arrow_schema(_Gauge, without=("station",)).names[0] == "at"
 
 

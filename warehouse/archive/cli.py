@@ -36,12 +36,9 @@ def archive_run(
 
     from include.settings import get_settings
     from warehouse.archive.compaction import compact as compact_archive
-    from warehouse.archive.run import (
-        archive_topic,
-        archived_topics,
-        run_totals,
-        write_ledger_summary,
-    )
+    from warehouse.archive.layout import archived_topics
+    from warehouse.archive.run import archive_topic
+    from warehouse.archive.summary import run_totals, write_ledger_summary
 
     settings = get_settings()
     table = Table("topic", "partition", "offsets", "rows", "rejected", "lost", "files")
@@ -78,7 +75,7 @@ def archive_status_command() -> None:
     from rich.table import Table
 
     from include.settings import get_settings
-    from warehouse.archive.run import archive_status
+    from warehouse.archive.summary import archive_status
 
     settings = get_settings()
     table = Table(

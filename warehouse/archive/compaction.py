@@ -39,8 +39,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from warehouse.archive.batch import dataset_schema, rejected_arrow_schema
+from warehouse.archive.layout import DATASETS, REJECTED, Kind
 from warehouse.archive.ledger import (
     ArchivedFile,
     Ledger,
@@ -48,8 +50,8 @@ from warehouse.archive.ledger import (
     filesystem_for,
     write_atomically,
 )
+from warehouse.archive.parquet import write_parquet_atomically
 from warehouse.archive.quarantine import quarantined_ids
-from warehouse.archive.run import write_parquet_atomically
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -153,12 +155,24 @@ def compact(root: str, *, closed_after: timedelta, now: datetime | None = None) 
     return CompactionResult(tuple(done), recovered)
 
 
-def _read_tables(fs: pafs.FileSystem, base: str, paths: tuple[str, ...]) -> Iterator[pa.Table]:
+def _file_schema(directory: str) -> pa.Schema:
+    """The schema the archiver writes the files of ``directory`` with today."""
+    dataset = directory.split("/", 1)[0]
+    if dataset == REJECTED:
+        return rejected_arrow_schema()
+    return dataset_schema(cast("Kind", dataset))
+
+
+def _read_tables(
+    fs: pafs.FileSystem, base: str, paths: tuple[str, ...], schema: pa.Schema
+) -> Iterator[pa.Table]:
+    """The files, each cast to ``schema``: files written before a schema change (a column
+    marked ``not null`` since) merge with new ones into one file of today's schema."""
     import pyarrow.parquet as pq
 
     for path in paths:
         with fs.open_input_file(posixpath.join(base, path)) as source:
-            yield pq.read_table(source)
+            yield pq.read_table(source).cast(schema)
 
 
 def _compact_group(
@@ -181,7 +195,8 @@ def _compact_group(
 
     # 1. the merged file, hidden until step 3
     temporary = posixpath.join(base, group.directory, f".{posixpath.basename(merged)}.compacting")
-    rows = write_parquet_atomically(fs, temporary, _read_tables(fs, base, group.paths))
+    tables = _read_tables(fs, base, group.paths, _file_schema(group.directory))
+    rows = write_parquet_atomically(fs, temporary, tables)
     _crash_point("merged")
     # 2. the intent
     intent_path = posixpath.join(base, INTENT_DIR, posixpath.basename(merged) + ".json")
@@ -245,7 +260,7 @@ def recover(root: str) -> int:
             fs.delete_file(info.path)
         count += 1
     # merged files written but never journaled (crash during step 1): plain leftovers
-    for dataset_dir in ("readings", "rejected", "alerts", "window_stats"):
+    for dataset_dir in DATASETS:
         leftovers = pafs.FileSelector(
             posixpath.join(base, dataset_dir), recursive=True, allow_not_found=True
         )

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from include.errors import ClimateWatchError
 from include.settings import Settings
+from warehouse.archive.layout import DATASETS
 from warehouse.archive.ledger import Ledger, filesystem_for
-from warehouse.archive.run import DATASETS
 from warehouse.db import (
     absolute_root,
     build_warehouse,

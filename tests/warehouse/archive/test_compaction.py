@@ -84,6 +84,54 @@ def test_a_directory_is_closed_only_when_no_file_was_added_for_a_while() -> None
     )
 
 
+@pytest.mark.unit
+def test_files_archived_before_required_fields_were_not_null_compact_with_new_ones(
+    tmp_path: Path,
+) -> None:
+    """Alerts archived with the old all-nullable schema merge with new files into one file
+    of today's schema (required fields ``not null``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from include.events import Alert
+    from warehouse.archive.batch import BatchBuilder, dataset_schema
+    from warehouse.archive.layout import ALERTS, batch_file_name, data_path
+    from warehouse.archive.ledger import filesystem_for
+    from warehouse.archive.parquet import write_parquet_atomically
+
+    schema = dataset_schema(ALERTS)
+    assert not schema.field("alert_id").nullable and schema.field("value").nullable
+    old_schema = pa.schema([field.with_nullable(True) for field in schema])
+    root = str(tmp_path)
+    fs, base = filesystem_for(root)
+    alert = Alert(
+        "a1", "heat", "critical", "paris", "2026-11-24T10:00:00Z", "2026-11-24T10:05:00Z",
+        31.5, None, "firing", "hot", "2026-11-24T10:05:01Z",
+    )  # fmt: skip
+    record_ms = int(datetime(2026, 11, 24, 10, 5, 2, tzinfo=UTC).timestamp() * 1000)
+    written = []
+    for offset, file_schema in [(0, old_schema), (1, schema)]:
+        builder = BatchBuilder(ALERTS, "t")
+        builder.add(0, offset, record_ms, b"paris", alert.to_json())
+        ((dataset, day, region, table),) = builder.tables()
+        path = data_path(dataset, day, region, batch_file_name("t", 0, offset, offset + 1))
+        write_parquet_atomically(fs, f"{base}/{path}", [table.cast(file_schema)])
+        written.append(pq.read_schema(Path(root, path)))
+        files = (ArchivedFile(path, dataset, 1, day, region),)
+        Ledger(root).append(
+            LedgerEntry("t", 0, offset, offset + 1, files, 1, 0, 0, "2026-11-24T11:00:00+00:00")
+        )
+    assert written[0].equals(old_schema) and written[1].equals(schema)
+
+    result = compact(root, closed_after=timedelta(0))
+    assert result.files_before == 2 and len(result.groups) == 1
+    merged = pq.read_table(Path(root, result.groups[0].merged))
+    assert merged.schema.equals(schema)
+    assert merged.column("kafka_offset").to_pylist() == [0, 1]
+    assert merged.column("threshold").to_pylist() == [None, None]
+    assert_ledger_is_true(root)
+
+
 @pytest.mark.kafka
 def test_compaction_keeps_the_rows_in_fewer_files_and_the_ledger_true(
     kafka_settings: Settings,

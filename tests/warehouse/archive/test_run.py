@@ -14,7 +14,7 @@ import pytest
 
 from include.errors import ClimateWatchError
 from include.events import Alert, WindowStats
-from include.kafka_clients import make_admin, make_producer
+from include.kafka_clients import kafka_overrides_from_extra, make_admin, make_producer
 from include.settings import Settings
 from tests.fixtures.archive import (
     archived_readings,
@@ -23,19 +23,17 @@ from tests.fixtures.archive import (
     rejected_reasons,
 )
 from tests.fixtures.settings import settings_env
+from warehouse.archive.batch import BatchBuilder, dataset_schema
+from warehouse.archive.decode import decode_event
+from warehouse.archive.layout import READINGS
 from warehouse.archive.ledger import Ledger, LedgerEntry
 from warehouse.archive.run import (
     CRASH_AFTER_FILES_ENV,
     CRASH_EXIT_CODE,
-    READINGS,
-    BatchBuilder,
     archive_partition,
-    archive_status,
     archive_topic,
-    dataset_schema,
-    decode_event,
-    kafka_overrides_from_extra,
 )
+from warehouse.archive.summary import archive_status
 
 
 # --- pure decoding ----------------------------------------------------------------------------
@@ -94,8 +92,9 @@ class TestBatchBuilder:
 def test_region_names_with_path_characters_read_back_unchanged(tmp_path: Path) -> None:
     import duckdb
 
+    from warehouse.archive.layout import data_path
     from warehouse.archive.ledger import filesystem_for
-    from warehouse.archive.run import data_path, write_parquet_atomically
+    from warehouse.archive.parquet import write_parquet_atomically
 
     builder = BatchBuilder(READINGS, "t")
     now_ms = int(datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp() * 1000)
@@ -122,7 +121,7 @@ def test_region_names_with_path_characters_read_back_unchanged(tmp_path: Path) -
 @pytest.mark.unit
 def test_only_files_of_unrecorded_ranges_and_temporaries_are_removed(tmp_path: Path) -> None:
     from warehouse.archive.ledger import filesystem_for
-    from warehouse.archive.run import remove_unrecorded_files
+    from warehouse.archive.parquet import remove_unrecorded_files
 
     day = tmp_path / "readings" / "date=2026-11-24" / "region=paris"
     day.mkdir(parents=True)

@@ -13,7 +13,7 @@ import pytest
 from include.settings import Settings, load_settings
 from tests.fixtures.reconcile import MINUTE, START, on_time_readings, speed_records
 from tests.fixtures.stats import FakeArchive, alert, day1_nice, day1_paris, day2_paris
-from warehouse.archive.run import rejected_arrow_schema
+from warehouse.archive.batch import rejected_arrow_schema
 from warehouse.db import connect_read_only, query_sql
 from warehouse.stats.recompute import recompute
 
