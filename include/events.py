@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import orjson
 
@@ -30,8 +30,22 @@ def alert_id_for(rule: str, region: str, window_start: str) -> str:
     return f"{rule}-{region}-{digest}"
 
 
+class _JsonRecord:
+    """JSON on a topic: a record's fields, nothing else; unknown fields are ignored."""
+
+    __slots__ = ()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)  # natively, without asdict()'s deep copy of every field
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Self:
+        body: dict[str, Any] = orjson.loads(raw)
+        return cls(**{name: body.get(name) for name in field_names(cls)})
+
+
 @dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(_JsonRecord):
     """One alert event; ``window_start``/``window_end`` are RFC 3339 UTC strings."""
 
     alert_id: str = column("str")
@@ -46,17 +60,9 @@ class Alert:
     message: str = column("str", required=False)
     emitted_at: str = column("ts", required=False)
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(self)  # natively, without asdict()'s deep copy of every field
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Alert:
-        body: dict[str, Any] = orjson.loads(raw)
-        return cls(**{name: body.get(name) for name in field_names(cls)})
-
 
 @dataclass(frozen=True, slots=True)
-class WindowStats:
+class WindowStats(_JsonRecord):
     """Aggregates of one closed event-time window of one region, as the speed layer saw it."""
 
     region: str = column("str")
@@ -76,14 +82,6 @@ class WindowStats:
     # The sensors that reported in the window: lets a restarted stream rebuild which
     # sensors it knows (silent-sensor rule). Not archived; `sensors` is their count.
     sensor_ids: list[str] | None = column("str", required=False, archived=False, default=None)
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self)  # natively, without asdict()'s deep copy of every field
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> WindowStats:
-        body: dict[str, Any] = orjson.loads(raw)
-        return cls(**{name: body.get(name) for name in field_names(cls)})
 
 
 def alert_arrow_schema() -> pa.Schema:
