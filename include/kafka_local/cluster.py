@@ -18,7 +18,15 @@ from typing import Any
 from include.errors import ClimateWatchError
 from include.kafka_local.broker import BrokerStatus, LocalBroker
 from include.kafka_local.jars import jars_dir
-from include.kafka_local.security import SaslConfig, TlsConfig, client_acls
+from include.kafka_local.security import (
+    CLIENT_ROLES,
+    SCRAM_MECHANISM,
+    SaslConfig,
+    TlsConfig,
+    client_acls,
+    missing_scram_users,
+    stale_client_acls,
+)
 from include.settings import Settings
 
 NODE_PORT_STEP = 100
@@ -184,13 +192,59 @@ class LocalCluster:
         )
 
     def grant_client_acls(self, settings: Settings) -> int:
-        """Create the per-role ACLs (idempotent: Kafka ignores an ACL that exists)."""
+        """Give every client role exactly its ACLs; returns how many that is.
+
+        Idempotent (Kafka ignores an ACL that exists). A role's ACL this version no longer
+        grants is deleted, and a role added after the storage was formatted gets its SCRAM
+        user first."""
+        from kafka.admin import (
+            ACLFilter,
+            ACLOperation,
+            ACLPermissionType,
+            ACLResourcePatternType,
+            ResourcePatternFilter,
+            ResourceType,
+            UserScramCredentialUpsertion,
+        )
+
+        wanted = client_acls(settings)
         admin = self.admin()
         try:
-            admin.create_acls(client_acls(settings))
+            if self.sasl is not None:
+                missing = missing_scram_users(
+                    admin.describe_user_scram_credentials(list(CLIENT_ROLES))
+                )
+                if missing:
+                    failed = admin.alter_user_scram_credentials(
+                        [
+                            UserScramCredentialUpsertion(
+                                role, SCRAM_MECHANISM, self.sasl.passwords[role]
+                            )
+                            for role in missing
+                        ]
+                    )
+                    if any(failed.values()):
+                        raise ClimateWatchError(f"cannot create SCRAM users: {failed}")
+            created = admin.create_acls(wanted)
+            if created["failed"]:
+                raise ClimateWatchError(f"cannot create client ACLs: {created['failed'][0]}")
+            current, _ = admin.describe_acls(
+                ACLFilter(
+                    principal=None,
+                    host=None,
+                    operation=ACLOperation.ANY,
+                    permission_type=ACLPermissionType.ANY,
+                    resource_pattern=ResourcePatternFilter(
+                        ResourceType.ANY, None, ACLResourcePatternType.ANY
+                    ),
+                )
+            )
+            stale = stale_client_acls(current, wanted)
+            if stale:
+                admin.delete_acls(stale)  # each a filter matching exactly itself
         finally:
             admin.close()
-        return len(client_acls(settings))
+        return len(wanted)
 
     def partitions(self, topics: list[str]) -> list[dict[str, Any]]:
         """Leader, replicas and in-sync replicas of every partition of ``topics``."""

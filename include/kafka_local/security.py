@@ -2,8 +2,8 @@
 
 A secured local cluster (``climatewatch kafka start --sasl [--tls]``) authenticates every
 client role (``CLIENT_ROLES``) with its own SCRAM password, optionally over TLS with a
-certificate from a throw-away local CA, and grants each role only what it needs
-(``client_acls``). The broker module turns these into ``server.properties``; the CLI hands
+certificate from a throw-away local CA, and grants each role only what its component
+does (``role_grants``, ``client_acls``). The broker module turns these into ``server.properties``; the CLI hands
 the client side to the processes.
 """
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLIENT_ROLES = ("stream", "archiver", "simulator")
+CLIENT_ROLES = ("stream", "archiver", "simulator", "quality")
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
@@ -50,7 +50,14 @@ class SaslConfig:
 
     @classmethod
     def load(cls, path: Path) -> SaslConfig | None:
-        return cls(json.loads(path.read_text())) if path.exists() else None
+        """The saved passwords; a client role added since they were saved gets a new one
+        (the cluster creates its SCRAM user when it grants the ACLs)."""
+        if not path.exists():
+            return None
+        passwords = json.loads(path.read_text())
+        for role in CLIENT_ROLES:
+            passwords.setdefault(role, secrets.token_urlsafe(18))
+        return cls(passwords)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,9 +332,63 @@ def _key_usage(
     )
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One permission of one role: ``operation`` on the ``kind`` resource ``name``."""
+
+    role: str
+    operation: str  # READ, WRITE or DESCRIBE
+    kind: str  # topic or group
+    name: str
+
+
+def role_grants(settings: Settings) -> list[Grant]:
+    """What each client role may do, from what its component does (and nothing more).
+
+    * ``stream`` (``climatewatch stream``): consumes readings in group ``STREAM_GROUP_ID``
+      and its own partials topic in ``STREAM_GROUP_ID-regions``; produces partials, window
+      statistics, alerts and the DLQ; reads the tails of window statistics and alerts back
+      (assign + seek, no group) to restore the rules' memory at every stage-2 assignment.
+    * ``archiver`` (``climatewatch archive run``, the archive DAG, the status page): reads
+      readings, alerts and window statistics by assign + seek from the ledger's offsets;
+      no consumer group, writes nothing to Kafka.
+    * ``simulator`` (``climatewatch simulate`` and ``replay``): produces readings.
+    * ``quality`` (the data-quality check's ``publish_alerts``): produces alerts.
+
+    DESCRIBE (metadata, offsets) is implied by READ and WRITE; it is granted explicitly
+    all the same. Idempotent producers need no cluster ACL: WRITE on a topic implies
+    IDEMPOTENT_WRITE since Kafka 3.0. Topics are created by ``admin`` only.
+    """
+    readings, alerts = settings.topic_readings, settings.topic_alerts
+    stats, partials = settings.topic_window_stats, settings.topic_window_partials
+    ops: dict[str, dict[str, tuple[str, ...]]] = {
+        "stream": {
+            readings: ("READ", "DESCRIBE"),
+            partials: ("READ", "WRITE", "DESCRIBE"),
+            stats: ("READ", "WRITE", "DESCRIBE"),
+            alerts: ("READ", "WRITE", "DESCRIBE"),
+            settings.topic_dlq: ("WRITE", "DESCRIBE"),
+        },
+        # the archived topics (warehouse.archive.layout.topic_kinds)
+        "archiver": {topic: ("READ", "DESCRIBE") for topic in (readings, alerts, stats)},
+        "simulator": {readings: ("WRITE", "DESCRIBE")},
+        "quality": {alerts: ("WRITE", "DESCRIBE")},
+    }
+    grants = [
+        Grant(role, operation, "topic", topic)
+        for role, topics in ops.items()
+        for topic, operations in topics.items()
+        for operation in operations
+    ]
+    grants += [
+        Grant("stream", "READ", "group", group)
+        for group in (settings.stream_group_id, f"{settings.stream_group_id}-regions")
+    ]
+    return grants
+
+
 def client_acls(settings: Settings) -> list[Any]:
-    """Least privilege per role: the stream reads readings and writes its outputs, the
-    archiver only reads, the simulator only writes readings."""
+    """The kafka-python ACLs of :func:`role_grants` (literal resource names, any host)."""
     from kafka.admin import (
         ACL,
         ACLOperation,
@@ -337,30 +398,38 @@ def client_acls(settings: Settings) -> list[Any]:
         ResourceType,
     )
 
-    def allow(user: str, operation: Any, kind: Any, name: str, prefixed: bool = False) -> Any:
-        pattern = ACLResourcePatternType.PREFIXED if prefixed else ACLResourcePatternType.LITERAL
-        return ACL(
-            principal=f"User:{user}",
+    return [
+        ACL(
+            principal=f"User:{grant.role}",
             host="*",
-            operation=operation,
+            operation=ACLOperation[grant.operation],
             permission_type=ACLPermissionType.ALLOW,
-            resource_pattern=ResourcePattern(kind, name, pattern),
+            resource_pattern=ResourcePattern(
+                ResourceType[grant.kind.upper()], grant.name, ACLResourcePatternType.LITERAL
+            ),
         )
-
-    read, write, describe = ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE
-    topic, group = ResourceType.TOPIC, ResourceType.GROUP
-    outputs = (settings.topic_alerts, settings.topic_window_stats, settings.topic_dlq)
-    partials = settings.topic_window_partials  # the stream's own internal topic
-    acls = [
-        *(allow("stream", op, topic, partials) for op in (read, write, describe)),
-        allow("stream", read, topic, settings.topic_readings),
-        allow("stream", describe, topic, settings.topic_readings),
-        allow("stream", read, group, "climatewatch-", prefixed=True),
-        *(allow("stream", op, topic, name) for name in outputs for op in (write, describe)),
-        allow("simulator", write, topic, settings.topic_readings),
-        allow("simulator", describe, topic, settings.topic_readings),
+        for grant in role_grants(settings)
     ]
-    for name in (settings.topic_readings, *outputs):
-        acls += [allow("archiver", read, topic, name), allow("archiver", describe, topic, name)]
-    acls.append(allow("archiver", read, group, "climatewatch-", prefixed=True))
-    return acls
+
+
+def stale_client_acls(current: list[Any], wanted: list[Any]) -> list[Any]:
+    """The ACLs of client roles in ``current`` that ``wanted`` does not hold: grants of an
+    older version, or of topic and group names no longer configured."""
+    principals = {f"User:{role}" for role in CLIENT_ROLES}
+    keep = set(wanted)
+    return [acl for acl in current if acl.principal in principals and acl not in keep]
+
+
+def missing_scram_users(described: dict[str, Any]) -> list[str]:
+    """Client roles without a SCRAM-SHA-512 credential, from
+    ``describe_user_scram_credentials``: roles added after the storage was formatted."""
+    from kafka.admin import ScramMechanism
+
+    return [
+        role
+        for role in CLIENT_ROLES
+        if not any(
+            info["mechanism"] == ScramMechanism.SCRAM_SHA_512
+            for info in (described.get(role) or {}).get("credential_infos", [])
+        )
+    ]

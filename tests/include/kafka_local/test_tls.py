@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kafka import TopicPartition
 
 from include.kafka_clients import make_consumer, make_producer
 from include.kafka_local.security import TlsConfig
@@ -86,7 +87,7 @@ def test_start_generates_certificates_and_client_settings(tls_broker: TlsBroker)
     assert oct(tls.stat().st_mode & 0o777) == "0o700"
     assert oct((tls / "broker-key.pem").stat().st_mode & 0o777) == "0o600"
     assert oct((tls_broker.kafka_dir / "server.properties").stat().st_mode & 0o777) == "0o600"
-    for role in ("admin", "stream", "archiver", "simulator"):
+    for role in ("admin", "stream", "archiver", "simulator", "quality"):
         env = tls_broker.role_env(role)
         assert env["CLIMATEWATCH_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert env["CLIMATEWATCH_SSL_CAFILE"] == str(tls / "ca.pem")
@@ -118,13 +119,15 @@ def test_sasl_ssl_clients_trusting_the_ca_produce_and_consume(tls_broker: TlsBro
     finally:
         producer.close(timeout=5)
 
-    archiver = tls_broker.settings("archiver")
-    consumer = make_consumer(
-        archiver,
-        archiver.topic_readings,
-        group_id=f"climatewatch-tls-{uuid.uuid4().hex[:6]}",
-    )
+    archiver = tls_broker.settings("archiver")  # reads as the archiver does: no group
+    consumer = make_consumer(archiver, group_id=None)
     try:
+        partitions = [
+            TopicPartition(archiver.topic_readings, p)
+            for p in consumer.partitions_for_topic(archiver.topic_readings) or ()
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
         seen = []
         for _ in range(30):
             for batch in consumer.poll(timeout_ms=1000).values():
