@@ -11,28 +11,75 @@ the same functions over archived readings.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from include.contract import format_epoch_ms, format_ts, parse_timestamp
+from include.contract import (
+    MAX_TEMPERATURE_C,
+    MIN_TEMPERATURE_C,
+    format_epoch_ms,
+    format_ts,
+    parse_timestamp,
+)
 from include.errors import ClimateWatchError
-from include.events import Alert, alert_id_for
+from include.events import Alert, Severity, alert_id_for
 from streaming.windowing import ClosedWindow
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[1] / "include" / "rules.toml"
-RULES = (
-    "heat",
-    "cold",
-    "drastic_change",
-    "silent_sensor",
-    "bad_data",
-    "region_silent",
-    "input_silent",
-)
+
+
+# --- what a rules file may say ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Key:
+    """One setting of the rules file: its type, the values that make sense, if required.
+
+    ``required`` keys must be there (in ``[rules.<rule>]`` or the region's override)
+    whenever the rule is enabled: the rule reads them on every window.
+    """
+
+    kind: Literal["number", "integer", "bool", "severity"]
+    low: float | None = None  # at least this (greater than this with ``above``)
+    high: float | None = None  # at most this
+    above: bool = False
+    required: bool = False
+
+
+DAY_S = 86_400
+WEEK_S = 7 * DAY_S
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+MEANS_KEPT = 64  # RegionHistory.means keeps this many windows: drastic_change looks no further
+_THRESHOLD = Key("number", MIN_TEMPERATURE_C, MAX_TEMPERATURE_C, required=True)
+_SILENCE = Key("number", 1, WEEK_S, required=True)
+
+WINDOW_KEYS: dict[str, Key] = {
+    "size_seconds": Key("number", 1, DAY_S),
+    "allowed_lateness_seconds": Key("number", 0, DAY_S),
+}
+COMMON_KEYS: dict[str, Key] = {"enabled": Key("bool"), "severity": Key("severity")}
+RULE_KEYS: dict[str, dict[str, Key]] = {
+    "heat": {"threshold_c": _THRESHOLD},
+    "cold": {"threshold_c": _THRESHOLD},
+    "drastic_change": {
+        "delta_c": Key(
+            "number", 0, MAX_TEMPERATURE_C - MIN_TEMPERATURE_C, above=True, required=True
+        ),
+        "windows_back": Key("integer", 1, MEANS_KEPT),
+    },
+    "silent_sensor": {"silent_seconds": _SILENCE},
+    "bad_data": {
+        "max_invalid_share": Key("number", 0, 1, required=True),
+        "min_records": Key("integer", 1),
+    },
+    "region_silent": {"silent_seconds": _SILENCE},
+    "input_silent": {"silent_seconds": _SILENCE},
+}
+RULES = tuple(RULE_KEYS)
+WHOLE_INPUT_RULES = frozenset({"input_silent"})  # one condition for the input, not per region
 
 
 @dataclass(frozen=True)
@@ -64,28 +111,120 @@ def load_rules(path: Path | None = None) -> RulesConfig:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ClimateWatchError(f"rules file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClimateWatchError(f"rules file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ClimateWatchError(f"rules file {path} is not valid TOML: {exc}") from None
+    problems = rules_problems(raw)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ClimateWatchError(f"rules file {path}: {problems[0]}{more}")
     windows = raw.get("windows", {})
-    rules = raw.get("rules", {})
-    unknown = set(rules) - set(RULES)
+    size = float(windows.get("size_seconds", 60))
+    lateness = float(windows.get("allowed_lateness_seconds", 30))
+    return RulesConfig(
+        int(size * 1000), int(lateness * 1000), raw.get("rules", {}), raw.get("regions", {})
+    )
+
+
+def rules_problems(raw: dict[str, Any]) -> list[str]:
+    """Every mistake of a parsed rules file, each naming its key (empty: the file is fine)."""
+    problems = [
+        f"[{name}] is not a section of a rules file (known: windows, rules, regions)"
+        for name in raw
+        if name not in ("windows", "rules", "regions")
+    ]
+    windows = _table(raw, "windows", "windows", problems)
+    problems += _bad_keys("windows", windows, WINDOW_KEYS)
+    rules = _table(raw, "rules", "rules", problems)
+    unknown = sorted(set(rules) - set(RULES))
     if unknown:
-        raise ClimateWatchError(
-            f"rules file {path}: unknown rule(s) {sorted(unknown)}; known: {list(RULES)}"
-        )
-    for region, overrides in raw.get("regions", {}).items():
-        if set(overrides) - set(RULES):
-            raise ClimateWatchError(f"rules file {path}: unknown rule in [regions.{region}]")
-    try:
-        size = float(windows.get("size_seconds", 60))
-        lateness = float(windows.get("allowed_lateness_seconds", 30))
-    except (TypeError, ValueError):
-        raise ClimateWatchError(f"rules file {path}: [windows] values must be numbers") from None
-    if size <= 0 or lateness < 0:
-        raise ClimateWatchError(
-            f"rules file {path}: size_seconds > 0 and allowed_lateness_seconds >= 0"
-        )
-    return RulesConfig(int(size * 1000), int(lateness * 1000), rules, raw.get("regions", {}))
+        problems.append(f"rules: unknown rule(s) {unknown}; known: {list(RULES)}")
+    defaults: dict[str, dict[str, Any]] = {}
+    for rule in RULES:
+        if rule in rules:
+            name = f"rules.{rule}"
+            defaults[rule] = _table(rules, rule, name, problems)
+            problems += _bad_keys(name, defaults[rule], {**COMMON_KEYS, **RULE_KEYS[rule]})
+            problems += _missing(name, defaults[rule], rule)
+    regions = _table(raw, "regions", "regions", problems)
+    for region in regions:
+        overrides = _table(regions, region, f"regions.{region}", problems)
+        unknown = sorted(set(overrides) - set(RULES))
+        if unknown:
+            problems.append(f"regions.{region}: unknown rule(s) {unknown}; known: {list(RULES)}")
+        for rule in RULES:
+            if rule not in overrides:
+                continue
+            name = f"regions.{region}.{rule}"
+            if rule in WHOLE_INPUT_RULES:
+                problems.append(f"{name}: {rule} watches the whole input, not one region")
+                continue
+            override = _table(overrides, rule, name, problems)
+            problems += _bad_keys(name, override, {**COMMON_KEYS, **RULE_KEYS[rule]})
+            default = defaults.get(rule, {})
+            if not _is_on(default):  # else [rules.<rule>] already reported what it lacks
+                problems += _missing(name, {**default, **override}, rule)
+    return problems
+
+
+def _table(parent: dict[str, Any], key: str, name: str, problems: list[str]) -> dict[str, Any]:
+    value = parent.get(key, {})
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{name} must be a table ([{name}]), not {value!r}")
+    return {}
+
+
+def _is_on(config: dict[str, Any]) -> bool:
+    """As the rules read it: a rule with settings runs unless ``enabled = false``."""
+    return bool(config) and config.get("enabled", True) is not False
+
+
+def _missing(name: str, config: dict[str, Any], rule: str) -> list[str]:
+    """The required keys an enabled rule lacks (``config``: a region's merged settings)."""
+    if not _is_on(config):
+        return []
+    where = f" (neither [rules.{rule}] nor [{name}] sets it)" if name.startswith("regions.") else ""
+    return [
+        f"{name}.{key} is missing{where}"
+        for key, spec in RULE_KEYS[rule].items()
+        if spec.required and key not in config
+    ]
+
+
+def _bad_keys(name: str, table: dict[str, Any], keys: dict[str, Key]) -> list[str]:
+    problems = []
+    for key, value in table.items():
+        spec = keys.get(key)
+        if spec is None:
+            problems.append(f"{name}.{key} is not a setting here (known: {', '.join(keys)})")
+        elif (problem := _bad_value(value, spec)) is not None:
+            problems.append(f"{name}.{key} {problem}")
+    return problems
+
+
+def _bad_value(value: Any, spec: Key) -> str | None:
+    """What is wrong with one value (None: nothing)."""
+    if spec.kind == "bool":
+        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if spec.kind == "severity":
+        if isinstance(value, str) and value in SEVERITIES:
+            return None
+        return f"must be one of {', '.join(SEVERITIES)}, not {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number, not {value!r}"
+    if not math.isfinite(value):
+        return f"must be a finite number, not {value!r}"
+    if spec.kind == "integer" and value != int(value):
+        return f"must be a whole number, not {value!r}"
+    if spec.low is not None and spec.above and value <= spec.low:
+        return f"must be greater than {spec.low:g}, not {value!r}"
+    if spec.low is not None and not spec.above and value < spec.low:
+        return f"must be at least {spec.low:g}, not {value!r}"
+    if spec.high is not None and value > spec.high:
+        return f"must be at most {spec.high:g}, not {value!r}"
+    return None
 
 
 @dataclass(frozen=True)

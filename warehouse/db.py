@@ -107,7 +107,9 @@ def build_warehouse(
             raise
 
 
-def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+def connect_read_only(
+    path: Path, *, config: dict[str, str | bool] | None = None
+) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the published warehouse (what users and reports use)."""
     import duckdb
 
@@ -116,7 +118,67 @@ def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
             f"no warehouse at {path} yet: run `climatewatch warehouse rebuild` "
             "(or let the regional_stats DAG run)"
         )
-    return duckdb.connect(str(path), read_only=True)
+    return duckdb.connect(str(path), read_only=True, config=config or {})
+
+
+# Set at connect time. They also give the connection its own DuckDB instance: the
+# settings below are the instance's, and must not reach another connection of the process
+# (DuckDB refuses a second connection to the same file with a different configuration).
+_SANDBOX_CONFIG: dict[str, str | bool] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_persistent_secrets": False,
+}
+
+
+def read_access(settings: Settings) -> tuple[list[str], list[str]]:
+    """What the archive views read, and nothing more: each dataset's directory of the
+    archive (not the ledger beside them) and the quality summary file."""
+    root = absolute_root(settings.archive_root)
+    directories = [f"{root}/{dataset}/" for dataset in DATASETS]
+    return directories, [str(settings.quality_summary_path.resolve())]
+
+
+def connect_query_only(path: Path, settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A read-only connection that reaches no file but the warehouse and what its archive
+    views read (``climatewatch sql``).
+
+    External access is off (no COPY TO, EXPORT, ATTACH of another file, INSTALL or LOAD,
+    secrets, file readers elsewhere) except :func:`read_access`'s directories and file,
+    and the configuration is locked, so no SET, RESET or PRAGMA can open it up again.
+    DuckDB lets an allowed directory be written as well as read: the caller must also run
+    queries only (``warehouse.stats.cli`` refuses every other statement).
+    """
+    import duckdb
+
+    directories, paths = read_access(settings)
+    con = connect_read_only(path, config=_SANDBOX_CONFIG)
+    try:
+        root = absolute_root(settings.archive_root)
+        if "://" in root and not root.startswith("file://"):
+            # an object store: its extension can no longer be loaded once access is off
+            with contextlib.suppress(duckdb.Error):
+                con.execute("LOAD httpfs")
+        # DuckDB takes the allowed paths only once started and while access is still on
+        con.execute(f"SET allowed_directories = [{', '.join(map(sql_string, directories))}]")
+        con.execute(f"SET allowed_paths = [{', '.join(map(sql_string, paths))}]")
+        con.execute("SET allowed_configs = []")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        [locked] = con.execute(
+            "SELECT current_setting('enable_external_access'), "
+            "current_setting('lock_configuration')"
+        ).fetchall()
+    except BaseException:
+        con.close()
+        raise
+    if locked != (False, True):
+        con.close()
+        raise ClimateWatchError(
+            f"could not lock the DuckDB connection down (external access, locked: {locked})"
+        )
+    return con
 
 
 # --- SQL files and the archive views ------------------------------------------------------------

@@ -123,6 +123,99 @@ def _write(output: Path | None, data: bytes) -> None:
         output.write_bytes(data)
 
 
+READ_ONLY = "climatewatch sql is read-only"
+QUERIES = "SELECT, FROM, WITH, VALUES, TABLE, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN of a query"
+# what may follow EXPLAIN [ANALYZE] right away: a query, not an option list like (FORMAT json)
+_QUERY_START = {"select", "with", "from", "values", "table", "pivot", "unpivot", "describe"}
+_QUERY_START |= {"show", "summarize", "("}
+
+
+def _tokens(sql: str) -> list[tuple[int, str, bool]]:
+    """(byte offset, lower-case text, is a keyword) of each token but comments, as DuckDB's
+    parser sees them."""
+    import duckdb
+
+    data = sql.encode()
+    found = duckdb.tokenize(sql)
+    ends = [pos for pos, _ in found[1:]] + [len(data)]
+    return [
+        (
+            pos,
+            data[pos:end].decode(errors="replace").strip().lower(),
+            kind == duckdb.token_type.keyword,
+        )
+        for (pos, kind), end in zip(found, ends, strict=True)
+        if kind != duckdb.token_type.comment
+    ]
+
+
+def _explained(sql: str) -> str | None:
+    """The statement an ``EXPLAIN [ANALYZE] [(options)] …`` explains (ANALYZE runs it)."""
+    tokens = _tokens(sql)
+    i = 1 if tokens and tokens[0][1] == "explain" else len(tokens)
+    if i < len(tokens) and tokens[i][1] in ("analyze", "analyse"):
+        i += 1
+    if i + 1 < len(tokens) and tokens[i][1] == "(" and tokens[i + 1][1] not in _QUERY_START:
+        depth = 0
+        while i < len(tokens):  # past the options' closing parenthesis
+            depth += {"(": 1, ")": -1}.get(tokens[i][1], 0)
+            i += 1
+            if depth == 0:
+                break
+    return sql.encode()[tokens[i][0] :].decode() if i < len(tokens) else None
+
+
+def _leading_words(sql: str) -> str:
+    """``COPY``, ``EXPORT DATABASE``, ``CREATE SECRET``: what a refusal names."""
+    tokens = _tokens(sql)[:2]
+    words = [text for _, text, _ in tokens[:1]] + [
+        text for _, text, keyword in tokens[1:] if keyword
+    ]
+    return " ".join(words).upper() or "?"
+
+
+def _refusal(con: Any, statement: Any) -> str | None:
+    """Why a statement may not run (None: it is a query)."""
+    import duckdb
+
+    try:
+        kind = statement.type
+    except ValueError:  # a type this duckdb module cannot name (UPDATE EXTENSIONS)
+        return _leading_words(statement.query)
+    if kind == duckdb.StatementType.SELECT:  # DESCRIBE, SHOW, SUMMARIZE, PIVOT … IN too
+        return None
+    if kind == duckdb.StatementType.EXPLAIN:
+        inner = _explained(statement.query)
+        try:
+            explained = con.extract_statements(inner) if inner else []
+            if len(explained) == 1 and explained[0].type == duckdb.StatementType.SELECT:
+                return None
+        except (duckdb.Error, ValueError):
+            pass
+        return "EXPLAIN " + (_leading_words(inner) if inner else "?")
+    return _leading_words(statement.query)
+
+
+def _queries_only(con: Any, sql: str) -> list[Any]:
+    """The statements of ``sql``, parsed by DuckDB, refused unless every one is a query."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ClimateWatchError(_one_line(exc)) from None
+    if not statements:
+        raise ClimateWatchError("no SQL statement to run")
+    for number, statement in enumerate(statements, 1):
+        refused = _refusal(con, statement)
+        if refused is not None:
+            where = f" (statement {number} of {len(statements)})" if len(statements) > 1 else ""
+            raise ClimateWatchError(
+                f"{READ_ONLY}: {refused} is refused{where}; it runs queries only ({QUERIES})"
+            )
+    return statements
+
+
 def sql_command(
     query: Annotated[str, typer.Argument(help='DuckDB SQL, e.g. "FROM regional_daily LIMIT 5".')],
     output_format: Annotated[
@@ -140,19 +233,21 @@ def sql_command(
     """Ask the warehouse a question in SQL (read-only; views over the archive included)."""
     import duckdb
 
-    from warehouse.db import connect_read_only
+    from warehouse.db import connect_query_only
 
     if output_format not in ("table", "csv", "json", "parquet"):
         raise ClimateWatchError(
             f"--format must be table, csv, json or parquet, not {output_format!r}"
         )
-    con = connect_read_only(database or get_settings().warehouse_path)
+    settings = get_settings()
+    con = connect_query_only(database or settings.warehouse_path, settings)
     try:
+        statements = _queries_only(con, query)
         try:
-            relation = con.sql(query)
-            if relation is None:  # a statement without a result (SET, PRAGMA …)
-                return
-            result = relation.to_arrow_table()
+            for statement in statements[:-1]:  # as DuckDB runs a script: all, show the last
+                con.execute(statement)
+                con.complete()
+            result = con.sql(statements[-1]).to_arrow_table()
         except duckdb.Error as exc:
             raise ClimateWatchError(_one_line(exc)) from None
     finally:
