@@ -31,6 +31,8 @@ from include.kafka_clients import kafka_errors, make_admin, make_consumer, make_
 from include.processes import free_port
 from include.settings import Settings, load_settings
 from include.simulator import SimulationConfig, run_simulation
+from tests.fixtures.kafka import role_env
+from tests.fixtures.stream import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -59,11 +61,7 @@ class SecureCluster:
 
     def role_env(self, role: str) -> dict[str, str]:
         """The variables ``clients/<role>.env`` exports (read again on every call)."""
-        env = {}
-        for line in (self.kafka_dir / "clients" / f"{role}.env").read_text().splitlines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = value
-        return env
+        return role_env(self.kafka_dir, role)
 
     @property
     def bootstrap(self) -> str:
@@ -101,26 +99,6 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureCluster]:
 
 
 # --- helpers: every wait is bounded -----------------------------------------------------------
-def read_topic(settings: Settings, topic: str, timeout_s: float = 20.0) -> list[Any]:
-    """Every record of ``topic`` now, read the way the archiver reads: assign + seek, no group."""
-    consumer = make_consumer(settings, group_id=None)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        assert partitions, f"{settings.sasl_username} sees no partition of {topic}"
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout_s}s"
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
-
-
 def poll_partition_zero(settings: Settings, topic: str, *, group_id: str | None = None) -> None:
     """Read ``topic``-0 for ~10 s as the components do: assigned (offsets looked up first,
     as the archiver and the restore do), or subscribed in ``group_id``."""

@@ -21,6 +21,7 @@ from include.kafka_clients import make_consumer, make_producer
 from include.kafka_local.security import TlsConfig
 from include.processes import free_port
 from include.settings import Settings, load_settings
+from tests.fixtures.kafka import role_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -35,11 +36,7 @@ class TlsBroker:
 
     def role_env(self, role: str) -> dict[str, str]:
         """The variables ``clients/<role>.env`` exports."""
-        env = {}
-        for line in (self.kafka_dir / "clients" / f"{role}.env").read_text().splitlines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = value
-        return env
+        return role_env(self.kafka_dir, role)
 
     def settings(self, role: str) -> Settings:
         values = {
