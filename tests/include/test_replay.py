@@ -15,7 +15,7 @@ from include.contract import Reading, Rejection, parse_reading
 from include.replay import ColumnMapping, row_to_reading_body
 from include.settings import Settings
 from tests.fixtures.kafka import consume_all
-from tests.fixtures.settings import settings_env
+from tests.fixtures.settings import run_cli
 
 CLI = str(Path(sys.executable).with_name("climatewatch"))
 
@@ -63,28 +63,21 @@ def test_replay_csv_publishes_exactly_its_rows_with_original_times(
 ) -> None:
     recorded = tmp_path / "seattle.csv"
     recorded.write_text(RECORDED_CSV)
-    result = subprocess.run(
-        [
-            CLI,
-            "replay",
-            str(recorded),
-            "--ts-column",
-            "time",
-            "--temperature-column",
-            "temp_f",
-            "--sensor-column",
-            "station",
-            "--humidity-column",
-            "rh",
-            "--region",
-            "seattle",
-            "--fahrenheit",
-        ],
-        env=settings_env(kafka_settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_cli(
+        kafka_settings,
+        "replay",
+        str(recorded),
+        "--ts-column",
+        "time",
+        "--temperature-column",
+        "temp_f",
+        "--sensor-column",
+        "station",
+        "--humidity-column",
+        "rh",
+        "--region",
+        "seattle",
+        "--fahrenheit",
     )
     assert result.returncode == 0, result.stderr
     assert "replayed 5 rows" in result.stdout and "invalid 1" in result.stdout
@@ -120,14 +113,7 @@ def test_replay_parquet(kafka_settings: Settings, tmp_path: Path) -> None:
         ),
         recorded,
     )
-    result = subprocess.run(
-        [CLI, "replay", str(recorded)],
-        env=settings_env(kafka_settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_cli(kafka_settings, "replay", str(recorded))
     assert result.returncode == 0, result.stderr
     records = consume_all(kafka_settings, kafka_settings.topic_readings, expected=2)
     assert sorted(orjson.loads(r.value)["temperature_c"] for r in records) == [-2.0, 1.5]

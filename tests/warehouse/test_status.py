@@ -7,14 +7,19 @@ HTTP and without HTML.
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from include.settings import Settings, load_settings
-from tests.fixtures.ui import ALERT_MESSAGE_WITH_MARKUP, UiData, build_ui_data, unreachable_settings
+from include.settings import Settings
+from tests.fixtures.ui import (
+    ALERT_MESSAGE_WITH_MARKUP,
+    UiData,
+    build_ui_data,
+    silent_broker_settings,
+    unreachable_settings,
+)
 from warehouse import status
 
 
@@ -141,14 +146,7 @@ class TestReportNames:
 class TestKafkaNeverHangs:
     def test_a_broker_that_never_answers(self, tmp_path: Path) -> None:
         """A port that accepts connections and never replies: the status still answers."""
-        with socket.socket() as silent:
-            silent.bind(("127.0.0.1", 0))
-            silent.listen(16)
-            settings = load_settings(
-                data_dir=tmp_path / "data",
-                bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}",
-                kafka_timeout_ms=60_000,
-            )
+        with silent_broker_settings(tmp_path) as settings:
             started = time.monotonic()
             archive = status.gather_archive(settings, kafka_timeout_s=1.5)
             elapsed = time.monotonic() - started

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from include.events import alert_id_for
 from include.settings import Settings, load_settings
-from tests.fixtures.settings import settings_env
+from tests.fixtures.settings import run_cli
 from tests.fixtures.stats import FakeArchive
 from warehouse.stats.backtest import backtest
 
@@ -74,14 +73,7 @@ def test_backtest_fires_and_resolves_the_heat_alert_with_the_speed_layer_ids(
 
 def test_backtest_command(settings: Settings, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "include.ops.cli", "backtest", *args],
-            env=settings_env(settings),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(settings, "backtest", *args, timeout_s=60)
 
     rules = str(rules_file(tmp_path, 30.0))
     table = run("--rules", rules, "--from", "2026-07-01", "--to", "2026-07-02")

@@ -7,8 +7,6 @@ window's readings arrived after it had closed (those only the archive has).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 from include.settings import Settings, load_settings
 from tests.fixtures.reconcile import MINUTE, START, on_time_readings, speed_records
-from tests.fixtures.settings import settings_env
+from tests.fixtures.settings import run_cli
 from tests.fixtures.stats import FakeArchive
 from warehouse.db import connect_read_only
 from warehouse.stats.recompute import recompute
@@ -109,22 +107,14 @@ def test_late_readings_explain_the_differences_and_the_rest_is_flagged(
     assert (paris.count_diff, paris.late) == (2, 2)
     assert next_day.unexplained == 1 and next_day.unexplained_windows[0]["region"] == "paris"
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "include.ops.cli",
-            "warehouse",
-            "reconcile",
-            "--date",
-            "2026-05-11",
-            "--fail-on-unexplained",
-        ],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_cli(
+        settings,
+        "warehouse",
+        "reconcile",
+        "--date",
+        "2026-05-11",
+        "--fail-on-unexplained",
+        timeout_s=60,
     )
     assert done.returncode == 1, done.stderr
     assert "unexplained: paris 2026-05-11 00:00:00" in done.stdout

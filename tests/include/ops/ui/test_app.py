@@ -10,7 +10,6 @@ report files (``tests/fixtures/ui.py``). The read models themselves are tested i
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,14 @@ from fastapi.testclient import TestClient
 
 from include.ops.ui import render
 from include.ops.ui.app import create_app
-from include.settings import Settings, load_settings
-from tests.fixtures.ui import ALERT_MESSAGE_WITH_MARKUP, UiData, build_ui_data, unreachable_settings
+from include.settings import Settings
+from tests.fixtures.ui import (
+    ALERT_MESSAGE_WITH_MARKUP,
+    UiData,
+    build_ui_data,
+    silent_broker_settings,
+    unreachable_settings,
+)
 from warehouse import status
 
 PREFIX = "/climatewatch"
@@ -272,21 +277,16 @@ class TestEmptyDataDir:
 class TestKafkaNeverHangsThePage:
     def test_a_broker_that_never_answers(self, tmp_path: Path) -> None:
         """A port that accepts connections and never replies: the page still answers."""
-        with socket.socket() as silent:
-            silent.bind(("127.0.0.1", 0))
-            silent.listen(16)
-            settings = load_settings(
-                data_dir=tmp_path / "data",
-                bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}",
-                kafka_timeout_ms=60_000,
-            )
-            with mounted(settings, kafka_timeout_s=1.5) as client:
-                started = time.monotonic()
-                response = client.get(f"{PREFIX}/")
-                elapsed = time.monotonic() - started
-                started = time.monotonic()
-                again = client.get(f"{PREFIX}/")
-                elapsed_again = time.monotonic() - started
+        with (
+            silent_broker_settings(tmp_path) as settings,
+            mounted(settings, kafka_timeout_s=1.5) as client,
+        ):
+            started = time.monotonic()
+            response = client.get(f"{PREFIX}/")
+            elapsed = time.monotonic() - started
+            started = time.monotonic()
+            again = client.get(f"{PREFIX}/")
+            elapsed_again = time.monotonic() - started
         assert response.status_code == 200
         assert "Kafka unreachable" in section(response.text, "archive")
         assert elapsed < 10
