@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="Port of the stream's Prometheus metrics (0: off)."
     )
+    producer_delivery_timeout_ms: int = Field(
+        120_000,
+        ge=1000,
+        description="How long the stream's producer (and the data-quality alerts') keeps retrying a record before its send counts as failed (ms); a failed send stops the stream without committing, and a restart publishes again.",
+    )
     webhook_url: str | None = Field(
         None, description="Alerts are POSTed as JSON to this URL (Slack-compatible 'text' field)."
     )

@@ -13,8 +13,11 @@ group, so any number of instances share the work:
   publishes alerts to ``temperature-alerts`` (key = region, ``acks=all``), then notifies.
 
 **Delivery.** Offsets are committed only after everything derived from the records is
-acknowledged (one producer flush, then the commits), and only up to the first record of
-a window that is still open. On revocation a stage commits what is safe and drops its
+acknowledged (one producer flush, every send's outcome checked, then the commits), and
+only up to the first record of a window that is still open. A send that fails for good
+(after the producer's retries) stops the stream with one line naming the topic, without
+committing: a restart reprocesses from the last committed offsets and publishes again
+(:mod:`streaming.checkpoint`). On revocation a stage commits what is safe and drops its
 state; on assignment it starts empty and re-reads from the committed offset, which
 rebuilds every open window. The rules' memory of the regions a stage-2 assignment brings
 (who is firing, recent window means, sensors' last windows, which windows were already
@@ -41,18 +44,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from include.errors import ClimateWatchError
-from include.kafka_clients import make_consumer, make_producer
+from include.kafka_clients import make_admin, make_consumer, make_producer
 from include.settings import Settings
 from streaming.checkpoint import Checkpoint, Input, StageListener
 from streaming.metrics import StreamMetrics
 from streaming.notify import Notifier
-from streaming.outputs import Outputs
+from streaming.outputs import Outputs, delivery_options
 from streaming.rules import RulesConfig, load_rules
 from streaming.stage1 import ReadingsStage
 from streaming.stage2 import PartialsStage
 
 log = logging.getLogger("climatewatch.stream")
 
+LINGER_MS = 5
 POLL_WAIT_MS = 20  # longest wait for readings before the loop looks at the partials again
 # A consumer between revocation and assignment polls this long. kafka-python 3.0.12 applies
 # a join (JoinGroup + SyncGroup) only if it completes while a poll waits for it; one that
@@ -114,14 +118,24 @@ class StreamProcessor:
         self.notifier = notifier or Notifier(settings, self.metrics)
         self.clock = wall_clock
         self.stopping = threading.Event()
-        self.producer = make_producer(settings, linger_ms=5, batch_size=256 * 1024)
+        self.producer = make_producer(
+            settings,
+            linger_ms=LINGER_MS,
+            batch_size=256 * 1024,
+            **delivery_options(settings, LINGER_MS),
+        )
         self.readings = make_consumer(
             settings, group_id=settings.stream_group_id, **CONSUMER_OPTIONS
         )
         self.partials = make_consumer(
             settings, group_id=f"{settings.stream_group_id}-regions", **CONSUMER_OPTIONS
         )
-        self.outputs = Outputs(settings, self.producer, self.metrics)
+        self.outputs = Outputs(
+            settings,
+            self.producer,
+            self.metrics,
+            dlq_max_message_bytes=topic_max_message_bytes(settings, settings.topic_dlq),
+        )
         self.stage1 = ReadingsStage(
             settings, self.rules, self.metrics, self.readings, self.outputs, self.clock
         )
@@ -140,6 +154,10 @@ class StreamProcessor:
                 Input(self.readings, settings.topic_readings, self.stage1),
                 Input(self.partials, settings.topic_window_partials, self.stage2),
             ],
+            self.outputs.deliveries,
+            release=self.outputs.release_windows,
+            # the producer's own retries decide first: a send fails by then or never
+            flush_timeout_s=settings.producer_delivery_timeout_ms / 1000 + 10,
         )
         self.readings_listener = StageListener(self.checkpoint, self.stage1)
         self.partials_listener = StageListener(self.checkpoint, self.stage2)
@@ -166,20 +184,28 @@ class StreamProcessor:
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, *, until_caught_up: bool = False, max_runtime_s: float | None = None) -> None:
-        """Process until stopped (SIGTERM/SIGINT), or until everything present at start is done."""
+        """Process until stopped (SIGTERM/SIGINT), or until everything present at start is done.
+
+        A failed send raises :class:`~streaming.outputs.DeliveryFailed` (one line naming
+        the topic) after closing the clients without committing.
+        """
         started = time.monotonic()
         targets = _DrainTargets()
         commit_due = time.monotonic() + COMMIT_EVERY_S
-        while not self.stopping.is_set():
-            produced = self._poll_once()
-            if time.monotonic() >= commit_due or produced > COMMIT_AFTER_MESSAGES:
-                self.checkpoint.flush_and_commit()
-                self.stage1.export_lag()
-                commit_due = time.monotonic() + COMMIT_EVERY_S
-            if max_runtime_s is not None and time.monotonic() - started > max_runtime_s:
-                break
-            if until_caught_up and self._drained(targets):
-                break
+        try:
+            while not self.stopping.is_set():
+                produced = self._poll_once()
+                if time.monotonic() >= commit_due or produced > COMMIT_AFTER_MESSAGES:
+                    self.checkpoint.flush_and_commit()
+                    self.stage1.export_lag()
+                    commit_due = time.monotonic() + COMMIT_EVERY_S
+                if max_runtime_s is not None and time.monotonic() - started > max_runtime_s:
+                    break
+                if until_caught_up and self._drained(targets):
+                    break
+        except BaseException:
+            self.close(commit=False)  # what was not committed is reprocessed by a restart
+            raise
         self.close()
 
     def _poll_once(self) -> int:
@@ -200,6 +226,7 @@ class StreamProcessor:
         )
         self.stage2.adopt_assignment()  # before any record of the new assignment
         produced += self.stage2.process(partials)
+        produced += self.outputs.release_windows()  # stats whose alerts are acknowledged
         self.metrics.open_windows.set(self.stage2.open_windows() + self.stage1.open_windows())
         return produced
 
@@ -227,16 +254,73 @@ class StreamProcessor:
     def stop(self, *_: Any) -> None:
         self.stopping.set()
 
-    def close(self) -> None:
-        """Finish: flush, commit, leave both groups, stop the notifiers."""
+    def close(self, *, commit: bool = True) -> None:
+        """Finish: flush, commit (unless ``commit`` is false: after a failure), leave both
+        groups, stop the notifiers."""
         try:
-            self.checkpoint.flush_and_commit()
+            if commit:
+                self.checkpoint.flush_and_commit()
+        except BaseException:
+            commit = False
+            raise
         finally:
-            self.readings.close()
-            self.partials.close()
-            self.producer.close(timeout=10)
-            self.notifier.close()
+            if not commit:  # leaving the groups revokes: no commit there either
+                self.readings_listener.commits = self.partials_listener.commits = False
+            for close in (
+                self.readings.close,
+                self.partials.close,
+                lambda: close_producer(self.producer, timeout_s=10 if commit else 1),
+                self.notifier.close,
+            ):
+                try:
+                    close()
+                except Exception:  # one client failing to close must not hide why we stop
+                    log.warning("a client failed to close", exc_info=True)
         log.info("stream stopped")
+
+
+def close_producer(producer: Any, timeout_s: float) -> None:
+    """Close, abandoning what is still unsent after ``timeout_s`` (after a failure: a
+    restart sends it again).
+
+    kafka-python 3.0.12's ``close`` flushes first and, when records are still pending at
+    the timeout (a broker gone), raises without closing; its ``__del__`` then tries again
+    at exit and prints a traceback. Guarded: a client without those parts is left alone.
+    """
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        sender = getattr(producer, "_sender", None)
+        if sender is None or not hasattr(producer, "_closed"):
+            raise
+        sender.force_close()  # what its close does after the timeout: drop what is unsent
+        sender.join(timeout_s)
+        producer._closed = True
+
+
+def topic_max_message_bytes(settings: Settings, topic: str) -> int | None:
+    """The topic's ``max.message.bytes`` (None when the cluster does not say): what the
+    DLQ's stubs are sized for."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    try:
+        admin = make_admin(settings)
+    except Exception:
+        return None
+    try:
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})],
+            config_filter="all",
+        )
+        value = described["topic"][topic]["max.message.bytes"]["value"]
+        return int(value)
+    except Exception:
+        log.warning("max.message.bytes of the DLQ topic unknown", extra={"topic": topic})
+        return None
+    finally:
+        admin.close()
 
 
 def install_signal_handlers(processor: StreamProcessor) -> None:

@@ -13,6 +13,11 @@ partial of a window still open.
 A new assignment is adopted by the loop (:meth:`PartialsStage.adopt_assignment`), never
 on the client's IO thread: the lanes start empty and the rules' memory is rebuilt from
 the outputs before any record of the assignment is processed.
+
+A window's stats are published only once the alerts of its evaluation are acknowledged
+(:meth:`streaming.outputs.Outputs.window`): the rebuild trusts stats on the topic to mean
+"evaluated, and its alerts published", so an alert whose send failed is raised again by
+the restart that re-closes its window.
 """
 
 from __future__ import annotations
@@ -167,12 +172,13 @@ class PartialsStage:
         memory = self.memory
         closed = [window for lane in self.lanes.values() for window in lane.close_ready()]
         for window in closed:
+            # the rules first: a window's stats wait for the acknowledgement of the alerts
+            # its evaluation raised (the rules' memory is rebuilt from those stats)
+            if window.end_ms > memory.evaluated_until.get(window.region, NO_WATERMARK):
+                memory.evaluated_until[window.region] = window.end_ms
+                history = memory.histories.setdefault(window.region, RegionHistory())
+                produced += self._alert_on(evaluate(window, history, self.rules))
             produced += self.outputs.window(window, emitted_at)
-            if window.end_ms <= memory.evaluated_until.get(window.region, NO_WATERMARK):
-                continue
-            memory.evaluated_until[window.region] = window.end_ms
-            history = memory.histories.setdefault(window.region, RegionHistory())
-            produced += self._alert_on(evaluate(window, history, self.rules))
         return produced
 
     def _silence_alerts(self) -> int:

@@ -33,23 +33,92 @@ class Sent:
     headers: list[tuple[str, bytes]] | None
 
 
+class FakeFuture:
+    """What ``send`` returns: completed by the fake producer, callbacks like kafka-python's."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.is_done = False
+        self.exception: BaseException | None = None
+        self._callbacks: list = []
+        self._errbacks: list = []
+
+    def succeeded(self) -> bool:
+        return self.is_done and self.exception is None
+
+    def failed(self) -> bool:
+        return self.is_done and self.exception is not None
+
+    def add_callback(self, f) -> FakeFuture:
+        if not self.is_done:
+            self._callbacks.append(f)
+        elif self.exception is None:
+            f(None)
+        return self
+
+    def add_errback(self, f) -> FakeFuture:
+        if not self.is_done:
+            self._errbacks.append(f)
+        elif self.exception is not None:
+            f(self.exception)
+        return self
+
+    def complete(self, exception: BaseException | None = None) -> None:
+        self.is_done, self.exception = True, exception
+        for f in self._errbacks if exception is not None else self._callbacks:
+            f(exception)
+
+
 class FakeProducer:
-    def __init__(self, partitions: int = len(PARTIALS_PARTITIONS), log: list | None = None):
+    """Records sends; like kafka-python, refuses a record with neither key nor value or
+    over ``max_request_size``. Sends succeed at once, unless ``acknowledge`` is
+    ``"on_flush"`` (a flush completes them) or ``"never"``; sends to a topic of
+    ``failing`` fail with its error."""
+
+    def __init__(
+        self,
+        partitions: int = len(PARTIALS_PARTITIONS),
+        log: list | None = None,
+        *,
+        acknowledge: str = "at_once",
+        max_request_size: int = 1024 * 1024,
+    ):
         self.partitions = partitions
         self.sent: list[Sent] = []
         self.log = log if log is not None else []  # sends and flushes, in order
         self.partitions_asked = 0
+        self.acknowledge = acknowledge
+        self.failing: dict[str, BaseException] = {}
+        self.in_flight: list[FakeFuture] = []
+        self.config = {"max_request_size": max_request_size}
 
     def partitions_for(self, topic: str) -> set[int]:
         self.partitions_asked += 1
         return set(range(self.partitions))
 
-    def send(self, topic, key=None, value=None, partition=None, headers=None) -> None:
+    def send(self, topic, key=None, value=None, partition=None, headers=None) -> FakeFuture:
+        from kafka.errors import MessageSizeTooLargeError
+
+        if key is None and value is None:
+            raise ValueError("Need at least one: key or value")
+        size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers or [])
+        if size > self.config["max_request_size"]:
+            raise MessageSizeTooLargeError(f"The message is {size} bytes when serialized")
         self.sent.append(Sent(topic, key, value, partition, headers))
         self.log.append(("send", topic))
+        future = FakeFuture(topic)
+        if self.acknowledge == "at_once":
+            future.complete(self.failing.get(topic))
+        else:
+            self.in_flight.append(future)
+        return future
 
     def flush(self, timeout: float | None = None) -> None:
         self.log.append(("flush",))
+        if self.acknowledge == "on_flush":
+            futures, self.in_flight = self.in_flight, []
+            for future in futures:
+                future.complete(self.failing.get(future.topic))
 
     def to(self, topic: str) -> list[Sent]:
         return [s for s in self.sent if s.topic == topic]
@@ -62,6 +131,8 @@ class FakeConsumer:
         self.assigned: set[TopicPartition] = set()
         self.paused_partitions: set[TopicPartition] = set()
         self.log = log if log is not None else []  # commits, in order
+        self.commit_error: BaseException | None = None
+        self.config = {"group_id": "fake-group"}
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return self.highwaters.get(tp)
@@ -82,6 +153,8 @@ class FakeConsumer:
         self.paused_partitions.difference_update(tps)
 
     def commit(self, offsets: dict) -> None:
+        if self.commit_error is not None:
+            raise self.commit_error
         self.log.append(("commit", {tp: o.offset for tp, o in offsets.items()}))
 
     def commit_async(self, offsets: dict) -> None:
