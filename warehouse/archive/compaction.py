@@ -19,6 +19,14 @@ A crash before step 3 leaves the old files and the ledger as they were (the
 temporary file is removed on recovery); after the rename, recovery rolls the swap
 forward from the intent. :func:`recover` runs at the start of every compaction.
 
+Each step is durable before the next one starts (a power loss is a crash too): the
+merged file and the intent are fsynced before their renames, the directory after the
+rename and again after the deletes, the ledger entries as the archiver writes them
+(:mod:`~warehouse.archive.ledger`). One compaction runs at a time: it holds the archive
+root's compaction lease (two ``archive run`` commands at once, or one during the DAG's
+run, would otherwise merge and delete the same files together); a compaction that finds
+it taken waits up to ``lease_wait_s``, then leaves the work to the one that holds it.
+
 Object stores cannot swap several files at once: a query that globs a directory in the
 instant between the rename and the deletes of step 3 can see a row twice. Readers that
 must never see that (the warehouse's incremental recompute) read the files the ledger
@@ -44,10 +52,14 @@ from typing import TYPE_CHECKING, Any, cast
 from warehouse.archive.batch import dataset_schema, rejected_arrow_schema
 from warehouse.archive.layout import DATASETS, REJECTED, Kind
 from warehouse.archive.ledger import (
+    LEASE_WAIT_S,
     ArchivedFile,
+    LeaseBusy,
     Ledger,
     LedgerEntry,
+    compaction_lease,
     filesystem_for,
+    sync_directory,
     write_atomically,
 )
 from warehouse.archive.parquet import write_parquet_atomically
@@ -139,17 +151,38 @@ def merged_name(topic: str, batch_ids: tuple[str, ...]) -> str:
     return f"{topic}-compacted-{digest}.parquet"
 
 
-def compact(root: str, *, closed_after: timedelta, now: datetime | None = None) -> CompactionResult:
-    """Merge the small files of every closed directory; the ledger stays exactly true."""
+def compact(
+    root: str,
+    *,
+    closed_after: timedelta,
+    now: datetime | None = None,
+    lease_wait_s: float = LEASE_WAIT_S,
+) -> CompactionResult:
+    """Merge the small files of every closed directory; the ledger stays exactly true.
+
+    Under the compaction lease; when another compaction keeps it for ``lease_wait_s``,
+    nothing is done here (that one merges the same closed days).
+    """
     fs, base = filesystem_for(root)
     ledger = Ledger(root)
-    recovered = recover(root)
-    held = quarantined_ids(root)  # their files are in quarantine, not in these directories
-    entries = [e for e in ledger.entries() if e.batch_id not in held]
-    current = {e.batch_id: e for e in entries}
-    done = []
-    for group in closed_groups(entries, now=now or datetime.now(UTC), closed_after=closed_after):
-        done.append(_compact_group(fs, base, ledger, group, current))
+    lease = compaction_lease(root)
+    try:
+        lease.acquire(lease_wait_s)
+    except LeaseBusy as exc:
+        log.warning("compaction skipped: %s", exc)
+        return CompactionResult((), 0)
+    try:
+        recovered = recover(root)
+        held = quarantined_ids(root)  # their files are in quarantine, not in these directories
+        entries = [e for e in ledger.entries() if e.batch_id not in held]
+        current = {e.batch_id: e for e in entries}
+        done = []
+        closed = closed_groups(entries, now=now or datetime.now(UTC), closed_after=closed_after)
+        for group in closed:
+            lease.check()
+            done.append(_compact_group(fs, base, ledger, group, current))
+    finally:
+        lease.release()
     if done:
         log.info("compacted %d directories (%d files)", len(done), sum(g.replaced for g in done))
     return CompactionResult(tuple(done), recovered)
@@ -220,13 +253,19 @@ def _roll_forward(
     import pyarrow.fs as pafs
 
     target = posixpath.join(base, intent["merged"])
+    directory = posixpath.dirname(target)
     if fs.get_file_info(intent["temporary"]).type == pafs.FileType.File:
         fs.move(intent["temporary"], target)
+    sync_directory(fs, directory)  # the merged file is in place before the old ones go
     _crash_point("renamed")
     for old in intent["old"]:
         path = posixpath.join(base, old)
         if fs.get_file_info(path).type == pafs.FileType.File:
             fs.delete_file(path)
+    for old_directory in sorted(
+        {posixpath.dirname(posixpath.join(base, o)) for o in intent["old"]}
+    ):
+        sync_directory(fs, old_directory)  # deletes durable before the ledger says so
     _crash_point("old_deleted")
     for number, body in enumerate(intent["entries"]):
         ledger.append(LedgerEntry.from_json(json.dumps(body)))

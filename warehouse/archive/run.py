@@ -13,13 +13,24 @@ each record with its contract, and writes one batch at a time:
   its reason, partition, offset and original bytes.
 
 File names are ``<topic>-p<partition>-<start:012d>-<end:012d>.parquet`` (offsets
-``[start, end)`` of the batch). Files are written under a hidden temporary name and
-renamed into place; the batch's ledger entry is written after its files, so a batch is
-archived exactly when its entry exists. A run first deletes the files of its partition
-that no ledger entry references (left by a crash between files and ledger), so nothing
-is ever archived twice, and a retried run writes the same batch again. Before it records
-a batch, a run checks that the ledger still ends where this run last left it: two
-archivers of one partition stop instead of overlapping.
+``[start, end)`` of the batch). Files are written under a hidden temporary name, fsynced
+and renamed into place (their directory fsynced too); the batch's ledger entry is written
+after its files, and durably, so a batch is archived exactly when its entry exists, even
+across a power loss. A run first deletes the files of its partition that no ledger entry
+references (left by a crash between files and ledger), so nothing is ever archived twice,
+and a retried run writes the same batch again.
+
+That clean-up is only safe if no other run is writing the partition: a run holds the
+partition's lease (:func:`~warehouse.archive.ledger.partition_lease`: ``flock`` on a lock
+file for a local path, a lease record with an expiry on an object store) from before its
+clean-up until after its last ledger entry. A second run of the same partition (a manual
+run during a DAG run, a zombie task and its retry) waits for the lease for
+``lease_wait_s`` (:data:`~warehouse.archive.ledger.LEASE_WAIT_S` by default), then stops
+with one line naming the partition and the run that holds it; it has read, written and
+deleted nothing. A run checks its lease before it deletes, before each batch and before
+each ledger entry: one that lost it (an expired object-store lease) stops without
+recording. Behind the lease, a run still checks that the ledger ends where it last left
+it before it records a batch.
 
 This module is the run itself (:func:`archive_partition`, :func:`archive_topic`); the
 paths are :mod:`~warehouse.archive.layout`'s, the rows :mod:`~warehouse.archive.batch`'s,
@@ -40,8 +51,15 @@ from include.errors import ClimateWatchError
 from include.settings import Settings
 from warehouse.archive.batch import BatchBuilder
 from warehouse.archive.layout import batch_file_name, data_path, kind_of
-from warehouse.archive.ledger import ArchivedFile, Ledger, LedgerEntry, filesystem_for
-from warehouse.archive.parquet import remove_unrecorded_files, write_parquet_atomically
+from warehouse.archive.ledger import (
+    LEASE_WAIT_S,
+    ArchivedFile,
+    Ledger,
+    LedgerEntry,
+    filesystem_for,
+    partition_lease,
+)
+from warehouse.archive.parquet import DurableFiles, remove_unrecorded_files
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +144,27 @@ def archive_partition(
     batch_records: int | None = None,
     consumer: Any = None,
     on_file: Callable[[str], None] | None = None,
+    lease_wait_s: float = LEASE_WAIT_S,
 ) -> PartitionResult:
-    """Archive ``topic``/``partition`` from the ledger's next offset to the current end."""
+    """Archive ``topic``/``partition`` from the ledger's next offset to the current end.
+
+    Holds the partition's lease throughout; waits up to ``lease_wait_s`` for it, then
+    raises :class:`~warehouse.archive.ledger.LeaseBusy` (a ClimateWatchError).
+    """
     from include.kafka_clients import translate_kafka_errors
 
     run = _PartitionRun(settings, topic, partition, root, batch_records, on_file)
-    run.remove_orphans()
-    own_consumer = consumer is None
-    if own_consumer:
-        consumer = make_archive_consumer(settings)
-    try:
-        with translate_kafka_errors(settings):
-            run.archive(consumer)
-    finally:
+    with run.lease.held(lease_wait_s):
+        run.remove_orphans()
+        own_consumer = consumer is None
         if own_consumer:
-            consumer.close()
+            consumer = make_archive_consumer(settings)
+        try:
+            with translate_kafka_errors(settings):
+                run.archive(consumer)
+        finally:
+            if own_consumer:
+                consumer.close()
     result = run.result()
     log.info(
         "archived %s-p%d offsets %d..%d: %d rows, %d rejected, %d file(s), %d batch(es)",
@@ -160,7 +184,8 @@ class _PartitionRun:
     """One run over one topic partition: where it writes, which offsets, what it did.
 
     It reads offsets ``[start, end)`` (``end``: the partition's end when the run started)
-    and records ``batches`` in the ledger, after their data files (``written`` so far).
+    and records ``batches`` in the ledger, after their data files (``written`` so far),
+    while it holds ``lease``.
     """
 
     def __init__(
@@ -180,6 +205,7 @@ class _PartitionRun:
         self.batch_records = batch_records or settings.archive_batch_records
         self.fs, self.base = filesystem_for(root)
         self.ledger = Ledger(root)
+        self.lease = partition_lease(root, topic, partition)
         self.on_file = on_file
         self.crash_after = _crash_budget()
         self.removed: list[str] = []
@@ -190,10 +216,14 @@ class _PartitionRun:
         self.written = 0
 
     def remove_orphans(self) -> None:
-        """Delete the files no ledger entry holds; note the ledger's next offset."""
+        """Delete the files no ledger entry holds; note the ledger's next offset.
+
+        Only under the lease: another run's files are unrecorded while it writes them.
+        """
+        self.lease.check()
         recorded = self.ledger.ranges(self.topic, self.partition)
         self.removed = remove_unrecorded_files(
-            self.fs, self.base, self.topic, self.partition, recorded
+            self.fs, self.base, self.topic, self.partition, recorded, fence=self.lease.check
         )
         self.next_offset = max((end for _, end in recorded), default=None)
 
@@ -255,6 +285,7 @@ class _PartitionRun:
             )
             records = polled.get(tp, ())
             builder.add_records(self.partition, records, end)
+            self.lease.keep()
             position = min(consumer.position(tp), end)
             idle_polls = 0 if records else idle_polls + 1
             if idle_polls > max_idle:
@@ -270,7 +301,8 @@ class _PartitionRun:
                 return
 
     def _flush(self, builder: BatchBuilder, batch_start: int, batch_end: int, lost: int) -> None:
-        """Archive one batch: its data files, then its ledger entry."""
+        """Archive one batch: its data files (durable), then its ledger entry (durable)."""
+        self.lease.check()
         files = self._write_files(
             builder, batch_file_name(self.topic, self.partition, batch_start, batch_end)
         )
@@ -287,24 +319,33 @@ class _PartitionRun:
         self._append_fenced(entry)
 
     def _write_files(self, builder: BatchBuilder, name: str) -> tuple[ArchivedFile, ...]:
+        """The batch's files, in place and on the disk (fsynced, and their directories)."""
         files = []
-        for dataset, day, region, table in builder.tables():
-            relative = data_path(dataset, day, region, name)
-            write_parquet_atomically(self.fs, posixpath.join(self.base, relative), [table])
-            files.append(ArchivedFile(relative, dataset, table.num_rows, day, region))
-            self.written += 1
-            if self.on_file is not None:
-                self.on_file(relative)
-            if self.crash_after is not None and self.written >= self.crash_after:
-                os._exit(CRASH_EXIT_CODE)
+        relative_of = {}
+        with DurableFiles(self.fs) as staged:
+            for dataset, day, region, table in builder.tables():
+                relative = data_path(dataset, day, region, name)
+                path = posixpath.join(self.base, relative)
+                staged.write(path, [table])
+                files.append(ArchivedFile(relative, dataset, table.num_rows, day, region))
+                relative_of[path] = relative
+            staged.publish(on_moved=lambda path: self._file_in_place(relative_of[path]))
         return tuple(files)
 
-    def _append_fenced(self, entry: LedgerEntry) -> None:
-        """Record a batch in the ledger, unless another archiver recorded offsets meanwhile.
+    def _file_in_place(self, relative: str) -> None:
+        self.written += 1
+        if self.on_file is not None:
+            self.on_file(relative)
+        if self.crash_after is not None and self.written >= self.crash_after:
+            os._exit(CRASH_EXIT_CODE)
 
-        One archiver per partition at a time (the DAG runs one run at a time): rather than
-        overlap another one, stop; this batch's files stay unrecorded, the next run removes
-        them.
+    def _append_fenced(self, entry: LedgerEntry) -> None:
+        """Record a batch in the ledger while this run holds the lease, and only if nothing
+        else recorded offsets of the partition meanwhile.
+
+        The lease makes this run the only archiver of the partition; if it was lost (or
+        something other than an archiver wrote the ledger), stop rather than overlap: this
+        batch's files stay unrecorded, and the next run removes them.
         """
         expected = self.batches[-1].end_offset if self.batches else self.next_offset
         recorded = self.ledger.next_offset(self.topic, self.partition)
@@ -314,6 +355,7 @@ class _PartitionRun:
                 f"{recorded} while this run was writing from {expected}; run one "
                 "archiver per partition at a time (pause the DAG to run it by hand)"
             )
+        self.lease.check()
         self.ledger.append(entry)
         self.batches.append(entry)
 
@@ -363,19 +405,26 @@ def archive_topic(
     root: str | None = None,
     batch_records: int | None = None,
     workers: int = 1,
+    lease_wait_s: float = LEASE_WAIT_S,
 ) -> list[PartitionResult]:
     """Archive every partition of ``topic`` (the CLI's path).
 
     ``workers > 1`` archives partitions in that many processes at once, as the DAG's
-    mapped tasks do; each partition is still archived by exactly one process.
+    mapped tasks do; each partition is still archived by one process at a time (its lease).
     """
     if workers > 1:
-        return _archive_in_processes(settings, topic, root, batch_records, workers)
+        return _archive_in_processes(settings, topic, root, batch_records, workers, lease_wait_s)
     consumer = make_archive_consumer(settings)
     try:
         return [
             archive_partition(
-                settings, topic, p, root=root, batch_records=batch_records, consumer=consumer
+                settings,
+                topic,
+                p,
+                root=root,
+                batch_records=batch_records,
+                consumer=consumer,
+                lease_wait_s=lease_wait_s,
             )
             for p in partitions_of(settings, topic, consumer)
         ]
@@ -384,7 +433,12 @@ def archive_topic(
 
 
 def _archive_in_processes(
-    settings: Settings, topic: str, root: str | None, batch_records: int | None, workers: int
+    settings: Settings,
+    topic: str,
+    root: str | None,
+    batch_records: int | None,
+    workers: int,
+    lease_wait_s: float,
 ) -> list[PartitionResult]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -395,7 +449,13 @@ def _archive_in_processes(
     with ProcessPoolExecutor(min(workers, len(partitions)), mp_context=context) as pool:
         futures = [
             pool.submit(
-                archive_partition, settings, topic, p, root=root, batch_records=batch_records
+                archive_partition,
+                settings,
+                topic,
+                p,
+                root=root,
+                batch_records=batch_records,
+                lease_wait_s=lease_wait_s,
             )
             for p in partitions
         ]

@@ -26,7 +26,7 @@ from tests.fixtures.settings import settings_env
 from warehouse.archive.batch import BatchBuilder, dataset_schema
 from warehouse.archive.decode import decode_event
 from warehouse.archive.layout import READINGS
-from warehouse.archive.ledger import Ledger, LedgerEntry
+from warehouse.archive.ledger import Lease, Ledger, LedgerEntry, partition_lease
 from warehouse.archive.run import (
     CRASH_AFTER_FILES_ENV,
     CRASH_EXIT_CODE,
@@ -367,20 +367,86 @@ def test_partitions_archived_by_parallel_processes_are_each_archived_once(
     assert sum(r.files for r in _archive(kafka_settings, workers=2)) == 0
 
 
+def _busiest_partition(settings: Settings) -> int:
+    ends = {
+        s.partition: s.end_offset
+        for s in archive_status(settings)
+        if s.topic == settings.topic_readings
+    }
+    return max(ends, key=lambda p: ends[p])
+
+
 @pytest.mark.kafka
-def test_a_second_archiver_on_the_same_partition_is_refused(kafka_settings: Settings) -> None:
+def test_a_second_archiver_on_the_same_partition_waits_then_stops_having_touched_nothing(
+    kafka_settings: Settings,
+) -> None:
+    """Another run holds the partition's lease: this one waits, then stops with one line
+    naming the partition and that run. (The two-process race: test_lease.py.)"""
+    produce_scenario(kafka_settings, 120)
+    topic, root = kafka_settings.topic_readings, kafka_settings.archive_root
+    p = _busiest_partition(kafka_settings)
+    leftover = Path(root, "readings", "date=2026-11-24", "region=paris")
+    leftover.mkdir(parents=True)  # an unrecorded file: "the other run's, being written"
+    (leftover / f"{topic}-p{p}-000000000000-000000000009.parquet").write_bytes(b"x")
+
+    with partition_lease(root, topic, p).held(0):
+        with pytest.raises(ClimateWatchError) as refused:
+            archive_partition(kafka_settings, topic, p, lease_wait_s=0.5)
+        message = str(refused.value)
+        assert "\n" not in message
+        assert message.startswith(
+            f"{topic}-p{p} is being archived by another run (pid {os.getpid()} on "
+        )
+        assert [f.name for f in leftover.iterdir()] == [
+            f"{topic}-p{p}-000000000000-000000000009.parquet"
+        ]
+        assert Ledger(root).entries() == []
+    result = archive_partition(kafka_settings, topic, p)  # released: the next run proceeds
+    assert result.removed_orphans == 1 and result.end_offset > 0
+    assert Ledger(root).next_offset(topic, p) == result.end_offset
+
+
+@pytest.mark.kafka
+def test_a_run_that_lost_its_lease_records_nothing(kafka_settings: Settings) -> None:
+    produced = produce_scenario(kafka_settings, 200, malformed_every=None, duplicate_every=None)
+    topic, root = kafka_settings.topic_readings, kafka_settings.archive_root
+    partition = _busiest_partition(kafka_settings)
+    lock = Path(root, "_leases", topic, f"p{partition}.lock")
+    taken: list[Lease] = []
+
+    def lease_taken_over(_path: str) -> None:  # what a broken lease looks like to its holder
+        if not taken:
+            lock.rename(lock.with_name("stolen"))
+            taken.append(partition_lease(root, topic, partition))
+            taken[0].acquire(0)
+
+    with pytest.raises(ClimateWatchError, match=f"{topic}-p{partition}: this run lost its lease"):
+        archive_partition(
+            kafka_settings, topic, partition, batch_records=20, on_file=lease_taken_over
+        )
+    assert Ledger(root).entries() == []  # its batch's files were written, never recorded
+    taken[0].release()
+    archive_topic(kafka_settings, topic)
+    rows = archived_readings(root)
+    assert Counter((s, ts) for s, ts, _, _ in rows) == produced.valid  # exactly once
+
+
+@pytest.mark.kafka
+def test_behind_the_lease_a_ledger_that_moved_under_a_run_still_stops_it(
+    kafka_settings: Settings,
+) -> None:
     produce_scenario(kafka_settings, 120)
     topic = kafka_settings.topic_readings
     partition = next(r.partition for r in _archive(kafka_settings) if r.end_offset)
     Path(kafka_settings.archive_root).joinpath("_ledger").rename(
         Path(kafka_settings.archive_root, "old-ledger")
-    )  # start over, then let "another archiver" record a batch while this one writes
+    )  # start over, then let something write the ledger while this run writes its files
 
-    def other_archiver_records(_path: str) -> None:
+    def ledger_written_meanwhile(_path: str) -> None:
         Ledger(kafka_settings.archive_root).append(LedgerEntry(topic, partition, 0, 1))
 
     with pytest.raises(ClimateWatchError, match="another archiver"):
-        archive_partition(kafka_settings, topic, partition, on_file=other_archiver_records)
+        archive_partition(kafka_settings, topic, partition, on_file=ledger_written_meanwhile)
 
 
 @pytest.mark.kafka
