@@ -33,7 +33,15 @@ SCHEMA_VERSION = 1
 MIN_TEMPERATURE_C = -90.0
 MAX_TEMPERATURE_C = 60.0
 MAX_READING_BYTES = 16 * 1024
+# How far ahead of its record's Kafka timestamp an event time may be. Data quality holds
+# archived readings to the same limit, from the archive run (warehouse/quality).
 MAX_FUTURE_SKEW = timedelta(minutes=10)
+# Relative humidity is a percentage, but the validator only requires it to be finite: a
+# reading is refused for good (DLQ, rejected archive) and its temperature, which the speed
+# layer uses, with it. Data quality holds archived readings to this band and sets a reading
+# outside it aside in the quarantine, where a person can release it (README, batch layer).
+MIN_HUMIDITY_PCT = 0.0
+MAX_HUMIDITY_PCT = 100.0
 MAX_ID_LENGTH = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)

@@ -17,7 +17,8 @@ from include.settings import get_settings
 
 console = Console()
 quality_app = typer.Typer(
-    help="Data quality: Great Expectations on each archived batch, quarantine, Data Docs.",
+    help="Data quality: Great Expectations on each archived batch, quarantine of the "
+    "readings that fail, Data Docs.",
     no_args_is_help=True,
 )
 
@@ -42,7 +43,7 @@ def validate_command(
         ),
     ] = None,
     alerts: Annotated[
-        bool, typer.Option(help="Publish a data_quality alert for each quarantined batch.")
+        bool, typer.Option(help="Publish a data_quality alert for each quarantine.")
     ] = True,
 ) -> None:
     """Validate new archive batches; exit 1 when one fails a critical expectation."""
@@ -73,10 +74,14 @@ def status_command(
         f"{found['pending']} pending; Data Docs: {found['data_docs'] or 'not built yet'}"
     )
     if found["quarantined"]:
-        table = Table("quarantined batch", "rows", "dates", "why", title="Quarantine")
+        table = Table("quarantined batch", "set aside", "dates", "why", title="Quarantine")
         for item in found["quarantined"]:
+            what = "whole batch" if item["scope"] == "batch" else "readings"
             table.add_row(
-                item["batch_id"], f"{item['rows']:,}", ", ".join(item["dates"]), item["reason"]
+                item["batch_id"],
+                f"{item['rows']:,} ({what})",
+                ", ".join(item["dates"]),
+                item["reason"],
             )
         console.print(table)
     else:
@@ -99,7 +104,8 @@ def status_command(
 def release_command(
     batch_id: Annotated[str, typer.Argument(help="The quarantined batch (see `quality status`).")],
 ) -> None:
-    """Put a quarantined batch back into the warehouse (after a person checked it)."""
+    """Put a quarantined batch, or the readings set aside from it, back into the warehouse
+    (after a person checked them)."""
     from warehouse.quality.validate import release
 
     done = release(get_settings(), batch_id)

@@ -2,8 +2,19 @@
 
 One owner for the rules: this module says what a good batch of readings looks like,
 with a severity on each expectation (``meta.severity``): a *critical* failure means the
-batch would corrupt the statistics (it is quarantined); a *warning* is shown in the
-summary and the report and never blocks anything.
+readings would corrupt the warehouse (they are quarantined); a *warning* is shown in the
+summary and the report and never blocks anything. What a critical failure sets aside is
+declared with it (``meta.set_aside``): the failing rows (:data:`SET_ASIDE_ROWS`, the
+default of a row-level expectation), every repeat but the first (:data:`SET_ASIDE_REPEATS`,
+uniqueness), or the whole batch (:data:`SET_ASIDE_BATCH`: the schema, and every
+batch-wide expectation).
+
+Limits a reading shares with the reading contract (``include/contract.py``) are the
+contract's constants, imported: physical temperatures, the future skew of an event time,
+the humidity band. A reading the contract accepted passes them all except the humidity
+band, which the contract deliberately leaves to data quality (see its comment and the
+README); duplicates of (sensor, time) are invisible to a contract that sees one record at
+a time, so uniqueness is data quality's alone.
 
 Some rules compare a reading with something outside its own row — its region's
 plausible band, its sensor's reporting rate over the batch. Great Expectations checks
@@ -20,7 +31,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.contract import MAX_TEMPERATURE_C, MIN_TEMPERATURE_C, Reading, reading_arrow_schema
+from include.contract import (
+    MAX_FUTURE_SKEW,
+    MAX_HUMIDITY_PCT,
+    MAX_TEMPERATURE_C,
+    MIN_HUMIDITY_PCT,
+    MIN_TEMPERATURE_C,
+    Reading,
+    reading_arrow_schema,
+)
 from include.fields import specs
 from include.regions import KNOWN_REGION_NAMES, REGIONS_BY_NAME
 
@@ -31,6 +50,10 @@ if TYPE_CHECKING:
 SUITE_NAME = "readings_batch"
 CRITICAL = "critical"
 WARNING = "warning"
+# What a failed critical expectation sets aside (``meta.set_aside``).
+SET_ASIDE_ROWS = "rows"  # the unexpected rows
+SET_ASIDE_REPEATS = "repeats"  # the unexpected rows but the first (by offset) of each group
+SET_ASIDE_BATCH = "batch"  # the whole batch
 
 # How Great Expectations names the type of an archive column in a frame read from the
 # archive (pyarrow's to_pandas of the readings schema, the Hive region included).
@@ -43,8 +66,8 @@ _OBSERVED_TYPE_NAMES = {
 }
 DERIVED_COLUMNS = ("outside_plausible_band_c", "sensor_reporting_ratio")
 
-# Tolerances (documented in the README's data-quality section).
-FUTURE_TOLERANCE = timedelta(minutes=5)  # sensor clocks run a little ahead
+# Tolerances (documented in the README's data-quality section). How far ahead an event
+# time may be is the contract's MAX_FUTURE_SKEW: see future_limit.
 MAX_STALENESS = timedelta(minutes=15)  # newest reading of a fresh batch vs archive time
 RECENT_BATCH = timedelta(hours=1)  # freshness is judged only on batches this recent
 VOLUME_BAND = (0.5, 1.5)  # rows / expected rows
@@ -81,8 +104,13 @@ def batch_span_s(ts: pd.Series, facts_limit: datetime, reporting_interval_s: flo
 
 
 def future_limit(archived_at: datetime) -> datetime:
-    """Event times after this are in the future for a batch archived at ``archived_at``."""
-    return archived_at + FUTURE_TOLERANCE
+    """Event times after this are in the future for a batch archived at ``archived_at``.
+
+    The contract's limit, measured from the archive run: the archiver judged each reading
+    against its record's Kafka timestamp, which is not later than the run, so nothing the
+    contract accepted is past this (only files the archiver did not write can be).
+    """
+    return archived_at + MAX_FUTURE_SKEW
 
 
 def with_derived_columns(frame: pd.DataFrame, facts: BatchFacts) -> pd.DataFrame:
@@ -120,8 +148,18 @@ REQUIRED_COLUMNS = tuple(spec.name for spec in specs(Reading) if spec.required)
 """Columns every reading has (the contract's required fields)."""
 
 
-def _meta(severity: str, check: str, why: str) -> dict[str, Any]:
-    return {"severity": severity, "check": check, "notes": why}
+def _meta(severity: str, check: str, why: str, set_aside: str | None = None) -> dict[str, Any]:
+    meta = {"severity": severity, "check": check, "notes": why}
+    if set_aside is not None:
+        meta["set_aside"] = set_aside
+    return meta
+
+
+def set_aside_by(config: Any, row_level: bool) -> str:
+    """What a failure of this critical expectation sets aside (see the module docstring)."""
+    if not row_level:  # no unexpected rows to name: schema, row count, newest reading
+        return SET_ASIDE_BATCH
+    return (config.meta or {}).get("set_aside", SET_ASIDE_ROWS)
 
 
 def expectations_for(facts: BatchFacts) -> list[Any]:
@@ -134,7 +172,12 @@ def expectations_for(facts: BatchFacts) -> list[Any]:
         *_validity(e),
         e.ExpectCompoundColumnsToBeUnique(
             column_list=["sensor_id", "ts"],
-            meta=_meta(CRITICAL, "uniqueness", "one reading per sensor and instant"),
+            meta=_meta(
+                CRITICAL,
+                "uniqueness",
+                "one reading per sensor and instant (the first archived is kept)",
+                SET_ASIDE_REPEATS,
+            ),
         ),
         *_timeliness(e, facts),
         *_volume(e, facts),
@@ -147,13 +190,15 @@ def _schema_and_completeness(e: Any) -> list[Any]:
         e.ExpectTableColumnsToMatchSet(
             column_set=[*types, *DERIVED_COLUMNS],
             exact_match=True,
-            meta=_meta(CRITICAL, "schema", "the archive's columns, no more, no fewer"),
+            meta=_meta(
+                CRITICAL, "schema", "the archive's columns, no more, no fewer", SET_ASIDE_BATCH
+            ),
         ),
         *(
             e.ExpectColumnValuesToBeOfType(
                 column=column,
                 type_=type_name,
-                meta=_meta(CRITICAL, "schema", f"{column} is {type_name}"),
+                meta=_meta(CRITICAL, "schema", f"{column} is {type_name}", SET_ASIDE_BATCH),
             )
             for column, type_name in types.items()
         ),
@@ -184,9 +229,14 @@ def _validity(e: Any) -> list[Any]:
         ),
         e.ExpectColumnValuesToBeBetween(
             column="humidity_pct",
-            min_value=0,
-            max_value=100,
-            meta=_meta(CRITICAL, "validity", "relative humidity is a percentage"),
+            min_value=MIN_HUMIDITY_PCT,
+            max_value=MAX_HUMIDITY_PCT,
+            meta=_meta(
+                CRITICAL,
+                "validity",
+                f"relative humidity within {MIN_HUMIDITY_PCT:g}..{MAX_HUMIDITY_PCT:g} %: "
+                "a sensor reporting outside it is faulty, its temperature suspect",
+            ),
         ),
         e.ExpectColumnValuesToBeInSet(
             column="region",
@@ -204,7 +254,8 @@ def _timeliness(e: Any, facts: BatchFacts) -> list[Any]:
             meta=_meta(
                 CRITICAL,
                 "timeliness",
-                f"no event time more than {FUTURE_TOLERANCE} after the batch was archived",
+                f"no event time more than {MAX_FUTURE_SKEW} (the contract's limit) after "
+                "the batch was archived",
             ),
         )
     ]

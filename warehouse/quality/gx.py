@@ -1,5 +1,5 @@
 """Great Expectations for one run: a file context under the quality folder, one
-checkpoint per batch (so results feed Data Docs), and a breakdown of failed rows.
+checkpoint per batch (so results feed Data Docs), and the rows a failed expectation names.
 
 Imported inside the functions that validate: Great Expectations takes seconds to import.
 """
@@ -20,6 +20,9 @@ DATASOURCE = "climatewatch_archive"
 ASSET = "readings"
 BATCH_DEFINITION = "archive_batch"
 DOCS_SITE = "climatewatch"
+# What names an unexpected row: where it is counted (date, region) and which reading it is
+# (a batch is one partition's offsets).
+UNEXPECTED_INDEX = ("date", "region", "kafka_offset")
 
 
 # --- Great Expectations -----------------------------------------------------------------------
@@ -89,10 +92,12 @@ class GxValidator:
         )
         return next(iter(result.run_results.values()))
 
-    def breakdown(self, frame: pd.DataFrame, config: Any) -> dict[tuple[str, str], int]:
-        """Unexpected rows of one failed row-level expectation per (date, region).
+    def unexpected_rows(self, frame: pd.DataFrame, config: Any) -> list[dict[str, Any]]:
+        """The unexpected rows of one failed row-level expectation: each one's
+        :data:`UNEXPECTED_INDEX` columns and the checked value(s).
 
-        Asked only for failures (rare), with the rows' date and region as index columns.
+        Asked only for failures (rare): the summary counts them per (date, region), the
+        quarantine sets them aside by Kafka offset.
         """
         dated = frame.assign(date=frame["ts"].dt.strftime("%Y-%m-%d"))
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": dated})
@@ -101,15 +106,11 @@ class GxValidator:
             expectation,
             result_format={
                 "result_format": "COMPLETE",
-                "unexpected_index_column_names": ["date", "region"],
+                "unexpected_index_column_names": list(UNEXPECTED_INDEX),
                 "return_unexpected_index_query": False,
             },
         )
-        counts: dict[tuple[str, str], int] = {}
-        for row in result.result.get("unexpected_index_list") or ():
-            key = (str(row.get("date")), str(row.get("region")))
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+        return list(result.result.get("unexpected_index_list") or ())
 
     def build_docs(self) -> str:
         urls = self.context.build_data_docs(site_names=[DOCS_SITE])

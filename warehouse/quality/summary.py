@@ -6,16 +6,15 @@ report read; region is null for batch-wide expectations.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from include.settings import Settings
 from warehouse.archive.ledger import LedgerEntry, filesystem_for, write_atomically
 from warehouse.quality.expectations import CRITICAL, expectation_name
-from warehouse.quality.gx import GxValidator
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
 
@@ -28,15 +27,16 @@ def observed(result: Any) -> str | None:
 
 
 def summary_rows(
-    validator: GxValidator,
     entry: LedgerEntry,
-    frame: pd.DataFrame,
     validation: Any,
+    unexpected: Mapping[str, list[dict[str, Any]]],
     validated_at: datetime,
 ) -> list[dict[str, Any]]:
     """Rows of the summary table: per (date, region) for row-level expectations.
 
-    The (date, region) pairs are the batch's files (the archive partitions by both).
+    The (date, region) pairs are the batch's files (the archive partitions by both);
+    ``unexpected`` holds the rows of each failed row-level expectation, by name
+    (:meth:`~warehouse.quality.gx.GxValidator.unexpected_rows`).
     """
     pairs = sorted(
         {(f.date, f.region) for f in entry.files if f.dataset == "readings"},
@@ -47,8 +47,7 @@ def summary_rows(
         config = result.expectation_config
         name = expectation_name(config)
         severity = (config.meta or {}).get("severity", CRITICAL)
-        unexpected = result.result.get("unexpected_count")
-        if unexpected is None:  # batch-wide: schema, row count, newest reading
+        if result.result.get("unexpected_count") is None:  # batch-wide: schema, row count …
             rows += [
                 {
                     "date": day,
@@ -61,7 +60,10 @@ def summary_rows(
                 for day in (entry.dates or (None,))
             ]
             continue
-        per_pair = validator.breakdown(frame, config) if unexpected else {}
+        per_pair: dict[tuple[str, str], int] = {}
+        for row in unexpected.get(name, ()):
+            key = (str(row.get("date")), str(row.get("region")))
+            per_pair[key] = per_pair.get(key, 0) + 1
         for day, region in pairs:
             count = per_pair.get((str(day), str(region)), 0)
             rows.append(

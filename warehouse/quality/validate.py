@@ -11,9 +11,15 @@ of :mod:`warehouse.quality.expectations`, and recorded three ways:
   null for batch-wide expectations) — the warehouse's ``quality_results`` view;
 - ``quality/data_docs/``: Great Expectations' static HTML site, rebuilt after each run.
 
-A batch that fails a critical expectation is quarantined (:mod:`warehouse.archive.quarantine`),
-the warehouse recomputes its dates without it, and a ``data_quality`` alert goes to the
-alerts topic. The caller (DAG, CLI) decides whether that fails the run.
+A critical failure is quarantined (:mod:`warehouse.archive.quarantine`): a row-level one
+sets exactly the failing readings aside — Great Expectations names them (by Kafka offset)
+— and the batch's other readings stay in the warehouse; of repeated (sensor, time)
+readings the first archived stays. A batch-wide one (the schema) quarantines the whole
+batch. Each expectation declares which (:func:`~warehouse.quality.expectations.set_aside_by`).
+The warehouse recomputes the dates of what moved, and a ``data_quality`` alert saying how
+many readings were set aside goes to the alerts topic. A batch validated again (``--date``)
+is read whole, set-aside readings included, so it gets the same verdict and moves nothing
+twice. The caller (DAG, CLI) decides whether a critical failure fails the run.
 
 Great Expectations is imported inside functions: it takes seconds to import, and DAG
 files and the CLI must stay quick.
@@ -34,20 +40,28 @@ from include.errors import ClimateWatchError
 from include.settings import Settings
 from warehouse.archive.ledger import Ledger, LedgerEntry, filesystem_for
 from warehouse.archive.quarantine import (
+    BATCH,
     QUARANTINE_DIR,
+    ROW_COLUMNS,
+    ROWS,
+    QuarantineRecord,
     quarantine_batch,
+    quarantine_rows,
     quarantined,
-    quarantined_ids,
+    quarantined_rows,
     release_batch,
 )
 from warehouse.quality.expectations import (
     CRITICAL,
     RECENT_BATCH,
+    SET_ASIDE_BATCH,
+    SET_ASIDE_REPEATS,
     BatchFacts,
     archive_column_types,
     batch_span_s,
     expectation_name,
     future_limit,
+    set_aside_by,
     with_derived_columns,
 )
 from warehouse.quality.gx import GxValidator
@@ -90,6 +104,8 @@ class BatchOutcome:
     quarantined: bool = False
     released: bool = False
     seconds: float = 0.0
+    quarantine_scope: str | None = None  # "rows" (some readings set aside) or "batch"
+    set_aside: int = 0  # readings of the batch out of the warehouse, in quarantine
 
     @property
     def critical(self) -> list[Finding]:
@@ -127,6 +143,7 @@ class QualityRun:
             "critical_batches": [b.batch_id for b in self.critical_batches],
             "warning_batches": [b.batch_id for b in self.batches if b.warnings],
             "quarantined": [b.batch_id for b in self.batches if b.quarantined],
+            "set_aside": sum(b.set_aside for b in self.batches),
             "seconds": round(self.seconds, 3),
             "data_docs": self.data_docs,
             "alerts_published": self.alerts_published,
@@ -159,13 +176,17 @@ def batches_to_validate(
 
 # --- reading one batch ------------------------------------------------------------------------
 def load_batch(
-    settings: Settings, entry: LedgerEntry, *, quarantined: bool | None = None
+    settings: Settings,
+    entry: LedgerEntry,
+    *,
+    held: dict[str, QuarantineRecord] | None = None,
 ) -> pd.DataFrame:
     """The batch's readings as the warehouse would see them (region from the Hive path,
-    which the ledger records with each file).
+    which the ledger records with each file), with any readings set aside from it.
 
     Quarantined batches are read from the quarantine area, so a batch can be validated
-    again (``--date``) whatever its state; callers that know pass ``quarantined``.
+    again (``--date``) whatever its state; ``held`` (quarantine records by batch id) saves
+    reading them again when the caller has them.
     """
     import pandas as pd
     import pyarrow as pa
@@ -173,16 +194,18 @@ def load_batch(
     import pyarrow.parquet as pq
 
     fs, base = filesystem_for(settings.archive_root)
-    held = (
-        entry.batch_id in quarantined_ids(settings.archive_root)
-        if quarantined is None
-        else quarantined
-    )
+    if held is None:
+        held = {r.batch_id: r for r in quarantined(settings.archive_root)}
+    record = held.get(entry.batch_id)
+    moved = record is not None and record.scope == BATCH
+    # files all of whose readings were set aside are deleted (an interrupted quarantine
+    # may not have taken them out of the ledger yet): their readings are in rows.parquet
+    emptied = {f["path"] for f in record.emptied} if record is not None else set()
     tables: list[pa.Table] = []
     for archived in entry.files:
-        if archived.dataset != "readings":
+        if archived.dataset != "readings" or archived.path in emptied:
             continue
-        relative = f"{QUARANTINE_DIR}/{entry.batch_id}/{archived.path}" if held else archived.path
+        relative = f"{QUARANTINE_DIR}/{entry.batch_id}/{archived.path}" if moved else archived.path
         with fs.open_input_file(f"{base}/{relative}") as source:
             table = pq.read_table(source)
         mine = pc.and_(
@@ -197,6 +220,14 @@ def load_batch(
             "region", pa.array([archived.region] * table.num_rows, pa.string())
         )
         tables.append(table)
+    if record is not None and record.scope == ROWS:
+        aside = quarantined_rows(settings.archive_root, entry.batch_id)
+        if aside is not None:
+            aside = aside.drop_columns([c for c in ROW_COLUMNS if c != "region"])
+            if tables:  # an interrupted quarantine: rows in both places count once
+                present = pa.concat_arrays([t["kafka_offset"].combine_chunks() for t in tables])
+                aside = aside.filter(pc.invert(pc.is_in(aside["kafka_offset"], present)))
+            tables.append(aside)
     columns = list(archive_column_types())
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
@@ -237,13 +268,19 @@ def batch_facts(
 
 # --- alerts -----------------------------------------------------------------------------------
 def quality_alert(outcome: BatchOutcome, frame: pd.DataFrame, now: datetime) -> Any:
-    """The ``data_quality`` alert of a quarantined batch (region ``all``: a batch spans many)."""
+    """The ``data_quality`` alert of a quarantine (region ``all``: a batch spans many).
+
+    Its value is the number of readings set aside.
+    """
     from include.events import Alert, alert_id_for
 
     ts = frame["ts"].dropna() if "ts" in frame else frame.iloc[0:0]
     start = ts.min().isoformat() if len(ts) else now.isoformat()
     end = ts.max().isoformat() if len(ts) else now.isoformat()
-    unexpected = sum(f.unexpected_count or 0 for f in outcome.critical)
+    if outcome.quarantine_scope == ROWS:
+        what = f"{outcome.set_aside:,} of {outcome.rows:,} readings set aside in quarantine"
+    else:
+        what = f"quarantined whole, all {outcome.set_aside:,} readings set aside"
     return Alert(
         alert_id=alert_id_for(RULE, "all", outcome.batch_id),
         rule=RULE,
@@ -251,11 +288,11 @@ def quality_alert(outcome: BatchOutcome, frame: pd.DataFrame, now: datetime) -> 
         region="all",
         window_start=start,
         window_end=end,
-        value=float(unexpected),
+        value=float(outcome.set_aside),
         threshold=0.0,
         status="firing",
         message=(
-            f"archive batch {outcome.batch_id} ({outcome.rows:,} readings) quarantined: "
+            f"archive batch {outcome.batch_id}: {what}: "
             + "; ".join(f.describe() for f in outcome.critical)
         ),
         emitted_at=now.isoformat(),
@@ -263,21 +300,46 @@ def quality_alert(outcome: BatchOutcome, frame: pd.DataFrame, now: datetime) -> 
 
 
 def publish_alerts(settings: Settings, alerts: list[Any]) -> int:
-    """Send alerts to the alerts topic, waiting for the broker's acknowledgement."""
+    """Send alerts to the alerts topic and check each one's acknowledgement: a send the
+    broker refused (or that did not complete within the producer's delivery timeout)
+    raises a ClimateWatchError naming the topic (``flush`` alone returns anyway)."""
     if not alerts:
         return 0
+    from kafka.errors import KafkaError
+
     from include.kafka_clients import make_producer, translate_kafka_errors
 
+    topic = settings.topic_alerts
+    delivery_ms = settings.producer_delivery_timeout_ms
+    request_ms = min(settings.kafka_client_config()["request_timeout_ms"], delivery_ms - 5)
+    wait_s = delivery_ms / 1000 + 10  # the producer's retries decide first
     with translate_kafka_errors(settings):
-        producer = make_producer(settings)
+        producer = make_producer(
+            settings, delivery_timeout_ms=delivery_ms, request_timeout_ms=max(1, request_ms)
+        )
         try:
-            for alert in alerts:
-                producer.send(
-                    settings.topic_alerts, key=alert.region.encode(), value=alert.to_json()
-                )
-            producer.flush(timeout=30)
+            try:
+                futures = [
+                    producer.send(topic, key=alert.region.encode(), value=alert.to_json())
+                    for alert in alerts
+                ]
+                producer.flush(timeout=wait_s)
+                for future in futures:
+                    future.get(timeout=wait_s)
+            except (KafkaError, ValueError) as exc:
+                text = (str(exc).strip().splitlines() or [""])[0][:300]
+                if type(exc).__name__ not in text:
+                    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+                raise ClimateWatchError(
+                    f"could not publish {len(alerts)} data-quality alert(s) to topic {topic!r}: "
+                    f"{text} (the batches stay quarantined, but these alerts are not on the "
+                    "topic)"
+                ) from None
         finally:
-            producer.close(timeout=5)
+            try:
+                producer.close(timeout=5)
+            except KafkaError:  # records still unsent: abandoned, the error above says so
+                log.warning("the alerts producer did not close cleanly", exc_info=True)
     return len(alerts)
 
 
@@ -308,7 +370,7 @@ def validate_batches(
         outcome = batch_run.validate(entry)
         run.batches.append(outcome)
         run.rows += outcome.rows
-        state = "QUARANTINED" if outcome.quarantined else "ok"
+        state = _state(outcome)
         say(
             f"data quality {number}/{len(entries)} {entry.batch_id}: {outcome.rows:,} rows, "
             f"{len(outcome.critical)} critical, {len(outcome.warnings)} warning(s), {state} "
@@ -328,6 +390,14 @@ def validate_batches(
     return run
 
 
+def _state(outcome: BatchOutcome) -> str:
+    if not outcome.quarantined:
+        return "ok"
+    if outcome.quarantine_scope == ROWS:
+        return f"{outcome.set_aside:,} row(s) SET ASIDE"
+    return "QUARANTINED"
+
+
 class _BatchRun:
     """One run's state across its batches: what to quarantine, alert on and summarise."""
 
@@ -341,16 +411,16 @@ class _BatchRun:
         for entry in ledger:
             partition_end = self.newest_end.get(entry.partition, 0)
             self.newest_end[entry.partition] = max(partition_end, entry.end_offset)
-        self.held = quarantined_ids(settings.archive_root)
+        self.held = {r.batch_id: r for r in quarantined(settings.archive_root)}
         self.alerts: list[Any] = []
         self.touched_dates: set[str] = set()
         self.summary_rows: list[dict[str, Any]] = []
 
     def validate(self, entry: LedgerEntry) -> BatchOutcome:
-        """Validate one batch, quarantine it on a critical failure, record its result."""
+        """Validate one batch, quarantine what failed a critical rule, record its result."""
         settings, now = self.settings, self.now
         batch_started = time.perf_counter()
-        frame = load_batch(settings, entry, quarantined=entry.batch_id in self.held)
+        frame = load_batch(settings, entry, held=self.held)
         validation, checked = None, frame
         if not frame.empty:  # an empty batch is only malformed records: rejected/ holds them
             newest = entry.end_offset == self.newest_end.get(entry.partition)
@@ -358,10 +428,11 @@ class _BatchRun:
             checked = with_derived_columns(frame, facts)
             validation = self.validator.validate(facts, checked)
         outcome = _outcome(settings, entry, frame, validation)
+        unexpected = self._unexpected_rows(checked, validation)
         if outcome.critical and not outcome.released:
-            self._quarantine(entry, outcome, frame)
+            self._quarantine(entry, outcome, checked, validation, unexpected)
         if validation is not None:
-            self.summary_rows += summary_rows(self.validator, entry, checked, validation, now)
+            self.summary_rows += summary_rows(entry, validation, unexpected, now)
         outcome.seconds = time.perf_counter() - batch_started
         body = {
             "outcome": outcome.to_dict(),
@@ -371,18 +442,112 @@ class _BatchRun:
         _result_path(settings, entry.batch_id).write_text(json.dumps(body, default=str))
         return outcome
 
-    def _quarantine(self, entry: LedgerEntry, outcome: BatchOutcome, frame: pd.DataFrame) -> None:
-        if entry.batch_id not in self.held:
-            quarantine_batch(
-                self.settings.archive_root,
-                entry,
-                reason="; ".join(f.describe() for f in outcome.critical),
-                failures=tuple(asdict(f) for f in outcome.critical),
-                now=self.now,
-            )
-            self.touched_dates.update(entry.dates)
-            self.alerts.append(quality_alert(outcome, frame, self.now))
+    def _unexpected_rows(self, frame: pd.DataFrame, validation: Any) -> dict[str, list[dict]]:
+        """The rows of each failed row-level expectation (asked only for failures: rare)."""
+        found: dict[str, list[dict]] = {}
+        for result in validation.results if validation else ():
+            if not result.success and result.result.get("unexpected_count"):
+                config = result.expectation_config
+                found[expectation_name(config)] = self.validator.unexpected_rows(frame, config)
+        return found
+
+    def _quarantine(
+        self,
+        entry: LedgerEntry,
+        outcome: BatchOutcome,
+        frame: pd.DataFrame,
+        validation: Any,
+        unexpected: dict[str, list[dict]],
+    ) -> None:
+        """Set the failing rows aside, or the whole batch for a batch-wide failure."""
+        root = self.settings.archive_root
+        reason = "; ".join(f.describe() for f in outcome.critical)
+        failures = tuple(asdict(f) for f in outcome.critical)
+        critical = [
+            r
+            for r in validation.results
+            if not r.success
+            and (r.expectation_config.meta or {}).get("severity", CRITICAL) == CRITICAL
+        ]
+        whole = any(
+            set_aside_by(r.expectation_config, r.result.get("unexpected_count") is not None)
+            == SET_ASIDE_BATCH
+            for r in critical
+        )
+        verdicts = {} if whole else set_aside_verdicts(frame, critical, unexpected)
+        whole = whole or not verdicts  # failing rows Great Expectations did not name
+        record = self.held.get(entry.batch_id)
         outcome.quarantined = True
+        if record is not None and (whole or record.scope == BATCH):
+            if record.scope != BATCH:
+                log.warning(
+                    "%s: readings already set aside, and now a batch-wide failure (%s): "
+                    "release them and validate the batch again to quarantine it whole",
+                    entry.batch_id,
+                    reason,
+                )
+            outcome.quarantine_scope, outcome.set_aside = record.scope, record.rows
+            return
+        if whole:
+            record = quarantine_batch(root, entry, reason=reason, failures=failures, now=self.now)
+            self.held[entry.batch_id] = record
+            outcome.quarantine_scope, outcome.set_aside = BATCH, record.rows
+            self.touched_dates.update(record.dates)
+            self.alerts.append(quality_alert(outcome, frame, self.now))
+            return
+        done = quarantine_rows(
+            root, entry, verdicts, reason=reason, failures=failures, now=self.now
+        )
+        self.held[entry.batch_id] = done.record
+        outcome.quarantine_scope, outcome.set_aside = ROWS, done.record.rows
+        if done.moved:  # not when the batch is validated again: its rows moved already
+            self.touched_dates.update(done.moved_dates)
+            self.alerts.append(quality_alert(outcome, frame, self.now))
+
+
+def repeats(frame: pd.DataFrame, offsets: Iterable[int]) -> dict[int, int]:
+    """Of the readings at ``offsets`` (all of them repeated (sensor, ts)), each repeat's
+    offset -> the offset of the first archived reading it repeats (which stays)."""
+    rows = frame[frame["kafka_offset"].isin(list(offsets))].sort_values("kafka_offset")
+    first = rows.groupby(["sensor_id", "ts"], dropna=False)["kafka_offset"].transform("min")
+    return {
+        int(offset): int(kept)
+        for offset, kept in zip(rows["kafka_offset"], first, strict=True)
+        if offset != kept
+    }
+
+
+def _shown(value: Any) -> str:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "null"
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def set_aside_verdicts(
+    frame: pd.DataFrame, critical: list[Any], unexpected: dict[str, list[dict]]
+) -> dict[int, tuple[str, str]]:
+    """Kafka offset -> (failed expectation(s), why) of every reading to set aside."""
+    said: dict[int, list[tuple[str, str]]] = {}
+    for result in critical:
+        config = result.expectation_config
+        name = expectation_name(config)
+        notes = (config.meta or {}).get("notes", "")
+        rows = unexpected.get(name, [])
+        if set_aside_by(config, True) == SET_ASIDE_REPEATS:
+            offsets = [int(row["kafka_offset"]) for row in rows]
+            for repeat, kept in repeats(frame, offsets).items():
+                said.setdefault(repeat, []).append((name, f"{notes}: repeats offset {kept}"))
+            continue
+        column = config.kwargs.get("column")
+        for row in rows:
+            why = f"{notes}: {column} is {_shown(row.get(column))}" if column else notes
+            said.setdefault(int(row["kafka_offset"]), []).append((name, why))
+    return {
+        offset: ("; ".join(n for n, _ in found), "; ".join(w for _, w in found))
+        for offset, found in said.items()
+    }
 
 
 def _outcome(
@@ -411,7 +576,8 @@ def _outcome(
 
 
 def release(settings: Settings, batch_id: str) -> dict[str, Any]:
-    """Bring a quarantined batch back into the warehouse (a person decided it is fine)."""
+    """Bring a quarantined batch, or the readings set aside from it, back into the
+    warehouse (a person decided they are fine); it is never quarantined again."""
     from warehouse.stats.recompute import recompute_dates
 
     record = release_batch(settings.archive_root, batch_id)
@@ -421,7 +587,12 @@ def release(settings: Settings, batch_id: str) -> dict[str, Any]:
         result["outcome"]["quarantined"] = False
         _result_path(settings, batch_id).write_text(json.dumps(result, default=str))
     recompute_dates(settings, list(record.dates))
-    return {"batch_id": batch_id, "rows": record.rows, "dates": list(record.dates)}
+    return {
+        "batch_id": batch_id,
+        "rows": record.rows,
+        "dates": list(record.dates),
+        "scope": record.scope,
+    }
 
 
 def status(settings: Settings) -> dict[str, Any]:
@@ -440,7 +611,13 @@ def status(settings: Settings) -> dict[str, Any]:
         "validated": validated,
         "pending": len(entries) - validated,
         "quarantined": [
-            {"batch_id": r.batch_id, "rows": r.rows, "dates": list(r.dates), "reason": r.reason}
+            {
+                "batch_id": r.batch_id,
+                "scope": r.scope,
+                "rows": r.rows,
+                "dates": list(r.dates),
+                "reason": r.reason,
+            }
             for r in quarantined(settings.archive_root)
         ],
         "with_failures": failing[-20:],
@@ -459,7 +636,12 @@ def critical_failure_message(run: dict[str, Any]) -> str:
     for batch in run["batches"]:
         critical = [Finding(**f) for f in batch["failures"] if f["severity"] == CRITICAL]
         if critical:
-            state = " — quarantined" if batch["quarantined"] else " — released earlier, kept"
+            if not batch["quarantined"]:
+                state = " — released earlier, kept"
+            elif batch.get("quarantine_scope") == ROWS:
+                state = f" — {batch.get('set_aside', 0):,} row(s) set aside"
+            else:
+                state = " — batch quarantined"
             parts.append(
                 f"{batch['batch_id']}: " + "; ".join(f.describe() for f in critical) + state
             )

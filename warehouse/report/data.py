@@ -102,10 +102,10 @@ class Quality:
 
 @dataclass(frozen=True)
 class QuarantinedBatch:
-    """A quarantined archive batch with rows on the report's day."""
+    """A quarantined archive batch (or readings set aside from it) with rows on the day."""
 
     batch_id: str
-    rows: int  # rows of this batch dated on the report's day
+    rows: int  # rows of this batch dated on the report's day, out of the statistics
     reason: str
     quarantined_at: str
 
@@ -332,7 +332,11 @@ def _quarantined_on(
     return tuple(
         QuarantinedBatch(
             batch_id=record.batch_id,
-            rows=rows_of_day.get(record.batch_id, record.rows),
+            # readings set aside from a batch: the record counts them per date; a whole
+            # batch quarantined before records did: its ledger files of the day
+            rows=record.rows_by_date.get(text, 0)
+            if record.rows_by_date
+            else rows_of_day.get(record.batch_id, record.rows),
             reason=record.reason,
             quarantined_at=record.quarantined_at,
         )
