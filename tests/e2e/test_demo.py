@@ -4,6 +4,7 @@ leaves no process behind (checked in the process table)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,17 @@ DEADLINE_S = 300
 
 def processes_of(data_dir: Path) -> list[str]:
     """Processes whose command line or environment names this demo's data directory."""
+    return [f"{pid}: {cmdline[:120]!r}" for pid, cmdline in _demo_processes(data_dir)]
+
+
+def kill_leftovers(data_dir: Path) -> None:
+    """A failed run must not leave its broker, Airflow and stream to load the next tests."""
+    for pid, _ in _demo_processes(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _demo_processes(data_dir: Path) -> list[tuple[int, bytes]]:
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -40,7 +52,7 @@ def processes_of(data_dir: Path) -> list[str]:
         except OSError:
             continue
         if str(data_dir).encode() in text:
-            found.append(f"{proc.name}: {(proc / 'cmdline').read_bytes()[:120]!r}")
+            found.append((int(proc.name), (proc / "cmdline").read_bytes()))
     return found
 
 
@@ -114,8 +126,16 @@ def test_demo_runs_the_whole_product_and_ctrl_c_stops_everything(tmp_path: Path)
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=120) == 0, log.read_text()[-3000:]
     finally:
-        if demo.poll() is None:
-            demo.kill()
+        if demo.poll() is None:  # a failure above: stop it as a user would, then for sure
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(timeout=30)
+            kill_leftovers(data_dir)
     assert "demo stopped" in log.read_text()
     time.sleep(1)
-    assert processes_of(data_dir) == []
+    left_behind = processes_of(data_dir)
+    kill_leftovers(data_dir)
+    assert left_behind == []

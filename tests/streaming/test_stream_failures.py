@@ -242,6 +242,54 @@ def test_alerts_the_broker_refuses_stop_the_stream_uncommitted_and_a_restart_pub
     assert event_time(alert_events(settings)) == reference.events
 
 
+# --- (a) the alerts topic is deleted under the running stream ---------------------------------
+def delete_topic(settings: Settings, topic: str) -> None:
+    """Delete ``topic`` and wait until the broker no longer lists it."""
+    admin = make_admin(settings)
+    try:
+        admin.delete_topics([topic], timeout_ms=30_000)
+        deadline = time.monotonic() + 30
+        while topic in admin.list_topics():
+            assert time.monotonic() < deadline, f"{topic} is still listed 30 s after its deletion"
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def test_a_deleted_alerts_topic_stops_the_stream_uncommitted_and_a_restart_publishes_them(
+    kafka_settings: Settings, reference: Reference, tmp_path: Path
+) -> None:
+    """The broker auto-creates no topic, so every alert send fails (unknown topic) until
+    the delivery timeout: the stream stops on the first, and once an operator re-creates
+    the topic (``climatewatch kafka topics``, here :func:`ensure_topics`) a restart
+    publishes every alert the reference run published."""
+    settings = kafka_settings.model_copy(update={"producer_delivery_timeout_ms": 5000})
+    log = tmp_path / "failing.log"
+    stream = start_stream(settings, log)
+    regions_group = f"{settings.stream_group_id}-regions"
+    try:
+        produce(settings, QUIET_PART)  # no alert in the first ten minutes
+        wait_for(
+            "a commit of the quiet part",
+            lambda: any(
+                committed(settings, regions_group, settings.topic_window_partials).values()
+            ),
+            stream,
+        )
+        delete_topic(settings, settings.topic_alerts)
+        produce(settings, RECORDS[len(QUIET_PART) :])
+        code, stderr = stopped_stream(stream, log)
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+    assert code == 1
+    assert_one_line_error(stderr, settings.topic_alerts)
+
+    ensure_topics(settings)  # the operator's fix: the topic is back, empty
+    restart_until_caught_up(settings)
+    assert event_time(alert_events(settings)) == reference.events
+
+
 # --- (c) the broker goes away for longer than the delivery timeout ----------------------------
 def test_a_broker_down_past_the_delivery_timeout_stops_the_stream_and_a_restart_catches_up(
     reference: Reference, tmp_path: Path
