@@ -10,15 +10,17 @@ timeliness and volume. Each expectation is *critical* or a *warning*.
 
 * **validate_new_batches** records the results (`DATA_DIR/quality/results/<batch>.json`,
   the `quality_results` summary the warehouse joins, and the Data Docs site at
-  `DATA_DIR/quality/data_docs/index.html`), quarantines every batch that failed a
-  critical expectation (its files move to `<archive>/quarantine/<batch>/`, the warehouse
-  recomputes its dates without it) and publishes a `data_quality` alert for it. Emits
+  `DATA_DIR/quality/data_docs/index.html`), quarantines what failed a critical
+  expectation (the failing readings to `<archive>/quarantine/<batch>/rows.parquet`, the
+  batch keeping its good ones; the whole batch only for a schema failure), has the
+  warehouse recompute the dates concerned and publishes a `data_quality` alert. Emits
   the `climatewatch_data_quality` Asset.
 * **fail_on_critical** then fails, naming the failed expectations and their counts, so a
   quarantine is red in the Airflow UI. Warnings never fail it.
 
-**After a quarantine**: `climatewatch quality status` lists the quarantined batches and
-why; once a person has looked, `climatewatch quality release BATCH` brings the rows back.
+**After a quarantine**: `climatewatch quality status` lists the quarantined batches
+(whole, or the readings set aside) and why; once a person has looked,
+`climatewatch quality release BATCH` brings them back.
 `climatewatch quality validate [--date …]` is the same code from the command line.
 """
 

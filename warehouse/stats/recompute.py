@@ -301,8 +301,8 @@ def rebuild(settings: Settings) -> RecomputeResult:
 def recompute_dates(settings: Settings, dates: list[str]) -> None:
     """Recompute exactly these event dates (data quality calls it after quarantine/release).
 
-    The ledger's processed batches are left as they are: quarantine moves files, it does
-    not add batches.
+    The ledger's processed batches are left as they are: quarantine moves or rewrites
+    files (with the ledger's row counts), it does not add batches.
     """
     for text in dates:
         try:

@@ -8,7 +8,8 @@
 --
 -- `date` (and `region` for readings) come from the Hive partition path: readings by event
 -- date and region, rejected records by Kafka record date, alerts and window statistics by
--- window start date. Quarantined batches live outside readings/ and are not seen here.
+-- window start date. Quarantined readings (set aside from a batch, or a whole batch) live
+-- in quarantine/, outside readings/, and are not seen here.
 
 -- Every valid reading exactly once.
 CREATE OR REPLACE VIEW readings AS
