@@ -4,17 +4,25 @@ Every client gets the same connection and security options, fails fast when the
 cluster is unreachable (``bootstrap_timeout_ms``), and turns kafka-python's exceptions
 into one-line :class:`ClimateWatchError` messages a user can act on. An Airflow Kafka
 connection's extra maps to the same settings (:func:`kafka_overrides_from_extra`).
+
+A bootstrap picks one broker of the list at random; one that is frozen (SIGSTOP, a stuck
+JVM) accepts the connection and never answers, and the bootstrap times out although the
+other brokers answer. Such a bootstrap is tried again, within the broker-loss bound
+(:mod:`include.kafka_retry`); one that failed for any other reason (nothing listening,
+refused credentials, an untrusted certificate) fails at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from include.errors import ClimateWatchError
+from include.kafka_retry import BrokerLoss
 from include.settings import Settings
 
 # kafka-python 3.0.x reads its resources the deprecated way at import time.
@@ -24,9 +32,14 @@ with warnings.catch_warnings():
     import kafka.errors as kafka_errors
     from kafka.admin import KafkaAdminClient
 
+T = TypeVar("T")
+
 
 def make_producer(settings: Settings, **overrides: Any) -> kafka.KafkaProducer:
-    """A producer that waits for all in-sync replicas and never reorders a sensor's readings."""
+    """A producer that waits for all in-sync replicas and never reorders a sensor's readings.
+
+    Its sends retry for their delivery timeout; a send that needs a topic's metadata first
+    waits for it up to the broker-loss bound (``max_block_ms``)."""
     config: dict[str, Any] = {
         **settings.kafka_client_config(),
         "acks": "all",
@@ -34,10 +47,10 @@ def make_producer(settings: Settings, **overrides: Any) -> kafka.KafkaProducer:
         "linger_ms": 5,
         "retries": 2**31 - 1,
         "max_in_flight_requests_per_connection": 5,
+        "max_block_ms": int(settings.broker_loss_timeout_s * 1000),
     }
     config.update(overrides)
-    with translate_kafka_errors(settings):
-        return kafka.KafkaProducer(**config)
+    return _connected(settings, lambda: kafka.KafkaProducer(**config))
 
 
 def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> kafka.KafkaConsumer:
@@ -48,15 +61,29 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> kafka.K
         "auto_offset_reset": "earliest",
     }
     config.update(overrides)
-    with translate_kafka_errors(settings):
-        return kafka.KafkaConsumer(*topics, **config)
+    return _connected(settings, lambda: kafka.KafkaConsumer(*topics, **config))
 
 
 def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
     config = {**settings.kafka_client_config(), **overrides}
     config.pop("request_timeout_ms", None)
-    with translate_kafka_errors(settings):
-        return KafkaAdminClient(**config)
+    return _connected(settings, lambda: KafkaAdminClient(**config))
+
+
+def _connected(settings: Settings, build: Callable[[], T]) -> T:
+    """``build()`` a client; a bootstrap that timed out on a broker that never answered
+    while the list names others is tried again (see the module's docstring)."""
+    loss = BrokerLoss(settings, "connecting to the cluster")
+    several = len([s for s in settings.bootstrap_servers.split(",") if s.strip()]) > 1
+    while True:
+        with translate_kafka_errors(settings) as diagnosis:
+            try:
+                return build()
+            except kafka_errors.KafkaTimeoutError as exc:
+                frozen = diagnosis.timed_out and not (diagnosis.auth_failed or diagnosis.untrusted)
+                if not (several and frozen and loss.within_bound(exc)):
+                    raise
+        time.sleep(loss.backoff())
 
 
 class _ConnectionDiagnosis(logging.Handler):
@@ -68,6 +95,7 @@ class _ConnectionDiagnosis(logging.Handler):
         self.auth_failed: str | None = None
         self.untrusted: str | None = None
         self.hung_up = False
+        self.timed_out = False  # a broker accepted the connection and never answered
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -80,11 +108,14 @@ class _ConnectionDiagnosis(logging.Handler):
             self.untrusted = self.untrusted.strip(" )")[:160]
         elif "socket disconnected" in message:
             self.hung_up = True
+        elif "Request timed out" in message:
+            self.timed_out = True
 
 
 @contextlib.contextmanager
-def translate_kafka_errors(settings: Settings) -> Iterator[None]:
-    """Turn the client errors a user can fix into one sentence naming the fix."""
+def translate_kafka_errors(settings: Settings) -> Iterator[_ConnectionDiagnosis]:
+    """Turn the client errors a user can fix into one sentence naming the fix (yields
+    what the client logged meanwhile)."""
     kafka_logger = logging.getLogger("kafka")
     diagnosis = _ConnectionDiagnosis()
     previous = (kafka_logger.level, kafka_logger.propagate)
@@ -92,7 +123,7 @@ def translate_kafka_errors(settings: Settings) -> Iterator[None]:
     kafka_logger.setLevel(logging.WARNING)
     kafka_logger.propagate = False  # the retries of a failing bootstrap are not the user's news
     try:
-        yield
+        yield diagnosis
     except kafka_errors.KafkaTimeoutError as exc:
         if "bootstrap" not in str(exc):
             raise

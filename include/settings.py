@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     kafka_timeout_ms: int = Field(
         10_000, ge=100, description="How long a client waits for the cluster before giving up (ms)."
     )
+    broker_loss_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long every component rides through the loss or freeze of a broker (metadata refreshed, requests retried with backoff while a new leader or group coordinator is elected) before it stops with a one-line error (s). Sends are bounded by CLIMATEWATCH_PRODUCER_DELIVERY_TIMEOUT_MS instead.",
+    )
 
     # --- Topics -----------------------------------------------------------------------
     topic_readings: str = Field(
@@ -112,6 +117,11 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         description="A caught-up partition with no reading for this long (processing time) is idle: its watermark follows the clock.",
+    )
+    retire_after_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A region or sensor the stream has not heard from for this long (processing time) is retired: the region's firing alerts resolve with the reason, the stream forgets it, and a name that comes back is new again. Must exceed every silent_seconds of region_silent and silent_sensor in the rules file (checked at start).",
     )
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="Port of the stream's Prometheus metrics (0: off)."

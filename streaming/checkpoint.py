@@ -5,9 +5,18 @@ tracked (:class:`streaming.outputs.Deliveries`). A checkpoint first flushes the 
 and waits until every send so far is acknowledged (``acks=all``); window stats held for
 their region's alerts are released then and flushed too. Only then does it commit each
 stage's pending positions, held back by the stage to the first record of any window still
-open. A crash between the two repeats work; it never loses any. A commit the cluster
-refuses (a broker restarting) is left to the next checkpoint; only commits failing for
-longer than the flush timeout stop the stream (:class:`CommitFailed`, one line).
+open. A crash between the two repeats work; it never loses any. A commit that fails for a
+broker's loss (its connection refused or timed out, the group coordinator moving, the
+group rebalancing: :func:`include.kafka_retry.retriable`) is left to the next checkpoint,
+not committing being always safe; only commits failing for longer than
+``CLIMATEWATCH_BROKER_LOSS_TIMEOUT_S`` stop the stream (:class:`CommitFailed`, one line),
+and one refused for any other reason (an ACL) stops it at once.
+
+**A member the group dropped** (its session expired while the coordinator was frozen or
+moving) gets ``on_partitions_lost``: nothing can be committed for those partitions any
+more, so their pending offsets are dropped with the stage's state, and the member rejoins
+at its next poll and re-reads from the last committed offsets (at-least-once: the outputs
+of what it re-reads are published again, with the same keys and alert ids).
 
 **A failed send is never committed past.** kafka-python's ``flush`` returns even when
 batches failed (it only logs them), so the checkpoint asks the tracked outcomes instead:
@@ -40,11 +49,14 @@ from kafka import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from include.errors import ClimateWatchError
+from include.kafka_retry import SETTING as BROKER_LOSS_SETTING
+from include.kafka_retry import retriable
 from streaming.outputs import Deliveries, DeliveryFailed, describe_error
 
 log = logging.getLogger("climatewatch.stream")
 
 FLUSH_TIMEOUT_S = 60
+COMMIT_TIMEOUT_S = 60.0  # CLIMATEWATCH_BROKER_LOSS_TIMEOUT_S's default
 RECHECK_S = 0.01  # flush returned with sends still in flight (a split batch): look again
 
 
@@ -80,12 +92,14 @@ class Checkpoint:
         *,
         release: Callable[[], int] | None = None,
         flush_timeout_s: float = FLUSH_TIMEOUT_S,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> None:
         self.producer = producer
         self.inputs = inputs
         self.deliveries = deliveries if deliveries is not None else Deliveries()
         self.release = release  # sends what waited for acknowledgements; how many
         self.flush_timeout_s = flush_timeout_s
+        self.commit_timeout_s = commit_timeout_s
         self._commits_failing_since: float | None = None
 
     def flush_and_commit(self, *, blocking: bool = True) -> None:
@@ -111,8 +125,9 @@ class Checkpoint:
             source.stage.pending.clear()
 
     def _commit(self, source: Input, offsets: dict[Any, Any]) -> bool:
-        """Commit; a refused commit is retried by the next checkpoint (not committing is
-        always safe), until commits have failed for longer than the flush timeout."""
+        """Commit; a commit failing for a broker's loss is retried by the next checkpoint
+        (not committing is always safe), until commits have failed for longer than
+        ``commit_timeout_s``; one refused for another reason raises at once."""
         try:
             source.consumer.commit(offsets)
         except KafkaError as exc:
@@ -120,12 +135,13 @@ class Checkpoint:
             if self._commits_failing_since is None:
                 self._commits_failing_since = now
             group = getattr(source.consumer, "config", {}).get("group_id")
-            if now - self._commits_failing_since >= self.flush_timeout_s:
+            failing_s = now - self._commits_failing_since
+            if not retriable(exc) or failing_s >= self.commit_timeout_s:
+                during = f" for {failing_s:.0f} s ({BROKER_LOSS_SETTING})" if retriable(exc) else ""
                 raise CommitFailed(
-                    f"could not commit the offsets of topic {source.topic!r} (group {group!r}) "
-                    f"for {now - self._commits_failing_since:.0f} s: {describe_error(exc)}; the "
-                    "outputs are published: restart the stream, which reprocesses from the last "
-                    "committed offsets"
+                    f"could not commit the offsets of topic {source.topic!r} (group {group!r})"
+                    f"{during}: {describe_error(exc)}; the outputs are published: fix the cause "
+                    "and restart the stream, which reprocesses from the last committed offsets"
                 ) from None
             log.warning(
                 "commit failed, retried at the next checkpoint",
@@ -179,6 +195,19 @@ class StageListener(ConsumerRebalanceListener):
             except DeliveryFailed as exc:  # nothing committed; the loop stops the stream
                 log.error("revocation committed nothing: a send failed", extra={"error": str(exc)})
         self.stage.revoked([tp.partition for tp in revoked])
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        """Dropped by the group: nothing can be committed for ``lost`` any more; their
+        pending offsets go with the stage's state, the next assignment re-reads them."""
+        self.rejoining = True
+        partitions = [tp.partition for tp in lost]
+        for partition in partitions:
+            self.stage.pending.pop(partition, None)
+        log.warning(
+            "dropped by the group: partitions lost, re-read from the last commit",
+            extra={"partitions": sorted(partitions)},
+        )
+        self.stage.revoked(partitions)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.stage.assigned([tp.partition for tp in assigned])

@@ -58,6 +58,18 @@ class StreamMetrics:
             ["notifier", "outcome"],
             registry=r,
         )
+        self.names = Gauge(
+            "climatewatch_stream_known_names",
+            "Regions and sensors the rules remember, by kind (retired ones are forgotten).",
+            ["kind"],
+            registry=r,
+        )
+        self.retired = Counter(
+            "climatewatch_stream_retired_names",
+            "Regions and sensors retired: not heard from for CLIMATEWATCH_RETIRE_AFTER_S.",
+            ["kind"],
+            registry=r,
+        )
         self.latency = Histogram(
             "climatewatch_stream_processing_latency_seconds",
             "From a record's Kafka timestamp to its processing.",

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -46,13 +46,14 @@ from include.events import Alert, WindowStats
 from include.settings import Settings
 from streaming.metrics import StreamMetrics
 from streaming.silence import partition_of
-from streaming.windowing import ClosedWindow, Partial
+from streaming.windowing import ClosedWindow, Partial, compacted
 
 DEFAULT_MAX_REQUEST_SIZE = 1024 * 1024  # kafka-python's default max_request_size
 # What a DLQ record needs besides its key and value: batch and record framing (~100
 # bytes), the headers (detail ≤ 500 bytes, a topic name ≤ 249) and a stub's own headers.
 DLQ_RESERVED_BYTES = 2048
 STUB_KEY_BYTES = 1024  # a stub keeps at most this much of a key too large to keep whole
+PARTITIONS_CACHED = 65_536  # (topic, region) -> partition entries kept, then started over
 # what the client raises from send() instead of queueing the record
 REFUSED = (KafkaError, ValueError, TypeError)
 # ... of those, the ones about the record itself: a DLQ record then goes as a stub
@@ -211,6 +212,8 @@ class Outputs:
         remembered per key: kafka-python hashes every key in pure Python (~20 µs)."""
         target = self._partitions.get((topic, region))
         if target is None:
+            if len(self._partitions) >= PARTITIONS_CACHED:  # a flood of names: start over
+                self._partitions.clear()
             try:
                 count = len(self.producer.partitions_for(topic))
             except REFUSED as exc:
@@ -344,6 +347,28 @@ class Outputs:
                     self.send_keyed(self.settings.topic_window_stats, region, value)
                     sent += 1
         return sent
+
+    # --- retirement (see streaming.retire) ---------------------------------------------------
+    def forget(self, regions: Iterable[str]) -> None:
+        """Drop what is remembered of retired ``regions``' keys."""
+        settings = self.settings
+        topics = (
+            settings.topic_window_partials,
+            settings.topic_window_stats,
+            settings.topic_alerts,
+        )
+        for region in regions:
+            for topic in topics:
+                self._partitions.pop((topic, region), None)
+        self._partitions = compacted(self._partitions)
+
+    def prune_acknowledged(self) -> None:
+        """Forget the alerts acknowledged since (a region whose windows no longer close, a
+        silent one, would otherwise keep its alerts' futures for good)."""
+        with self._hold:
+            for region in list(self._alerts_in_flight):
+                self._alerts_unacknowledged(region)
+            self._alerts_in_flight = compacted(self._alerts_in_flight)
 
     def held_windows(self) -> int:
         return sum(len(values) for values in self._held.values())

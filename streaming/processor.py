@@ -26,6 +26,13 @@ flushed everything on revocation, before any of their partials is processed. A c
 (kill -9) or a rebalance therefore repeats work, never loses it, and a repeated alert
 carries the same ``alert_id``.
 
+**A broker lost or frozen** (one of a replicated cluster) is ridden through
+(:mod:`include.kafka_retry`): polls, metadata and offset requests that fail while a new
+leader or group coordinator is elected are retried, commits are retried by the next
+checkpoint, a member the group dropped meanwhile rejoins and re-reads from the committed
+offsets; each for up to ``CLIMATEWATCH_BROKER_LOSS_TIMEOUT_S``, then one line (exit 1).
+Sends retry on their own, for ``CLIMATEWATCH_PRODUCER_DELIVERY_TIMEOUT_MS``.
+
 **Layout.** :mod:`streaming.stage1` and :mod:`streaming.stage2` are the stages (the rules'
 memory and its rebuild in :mod:`streaming.restore`), :mod:`streaming.outputs` everything
 they publish, :mod:`streaming.checkpoint` the flush-then-commit protocol and the
@@ -45,11 +52,13 @@ from typing import Any
 
 from include.errors import ClimateWatchError
 from include.kafka_clients import make_admin, make_consumer, make_producer
+from include.kafka_retry import BrokerLoss, ride_through
 from include.settings import Settings
 from streaming.checkpoint import Checkpoint, Input, StageListener
 from streaming.metrics import StreamMetrics
 from streaming.notify import Notifier
 from streaming.outputs import Outputs, delivery_options
+from streaming.retire import check_retire_after
 from streaming.rules import RulesConfig, load_rules
 from streaming.stage1 import ReadingsStage
 from streaming.stage2 import PartialsStage
@@ -74,13 +83,37 @@ CONSUMER_OPTIONS: dict[str, Any] = {
 }
 
 
-def _partitions_of(consumer: Any, topic: str, timeout_s: float = 10.0) -> set[int]:
+RESTART_HINT = (
+    "check that the brokers are up and every partition has a leader, then restart the "
+    "stream, which reprocesses from the last committed offsets"
+)
+
+
+def consumer_options(settings: Settings) -> dict[str, Any]:
+    """:data:`CONSUMER_OPTIONS`, and a request timeout within half the idle timeout.
+
+    A fetch sent to a frozen leader waits for the request timeout before the consumer
+    asks who leads now; meanwhile the partition looks caught up (with the end it last
+    heard of) and quiet, and once that lasts the idle timeout its windows would close on
+    the wall clock, its delayed readings late. Giving up on the request sooner moves the
+    fetch to the new leader (elected within the brokers' session timeout, 9 s) first.
+    """
+    request_ms = settings.kafka_client_config()["request_timeout_ms"]
+    stalled_ms = max(5000, int(settings.idle_timeout_s * 500))
+    return {**CONSUMER_OPTIONS, "request_timeout_ms": min(request_ms, stalled_ms)}
+
+
+def _partitions_of(
+    settings: Settings, consumer: Any, topic: str, timeout_s: float = 10.0
+) -> set[int]:
     """The topic's partitions, from a fresh metadata fetch (``topics()`` always asks the
-    cluster): a topic created a moment ago may need a retry or two to show up, and a
-    stream that counted no partition would never close a window."""
+    cluster, ridden through a broker's loss): a topic created a moment ago may need a
+    retry or two to show up, and a stream that counted no partition would never close a
+    window."""
+    loss = BrokerLoss(settings, f"listing the partitions of {topic}", hint=RESTART_HINT)
     deadline = time.monotonic() + timeout_s
     while True:
-        consumer.topics()
+        loss.call(consumer.topics)
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
             return set(partitions)
@@ -114,6 +147,7 @@ class StreamProcessor:
     ) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_file)
+        check_retire_after(settings, self.rules)  # before connecting: a mistake says so at once
         self.metrics = metrics or StreamMetrics()
         self.notifier = notifier or Notifier(settings, self.metrics)
         self.clock = wall_clock
@@ -124,11 +158,10 @@ class StreamProcessor:
             batch_size=256 * 1024,
             **delivery_options(settings, LINGER_MS),
         )
-        self.readings = make_consumer(
-            settings, group_id=settings.stream_group_id, **CONSUMER_OPTIONS
-        )
+        options = consumer_options(settings)
+        self.readings = make_consumer(settings, group_id=settings.stream_group_id, **options)
         self.partials = make_consumer(
-            settings, group_id=f"{settings.stream_group_id}-regions", **CONSUMER_OPTIONS
+            settings, group_id=f"{settings.stream_group_id}-regions", **options
         )
         self.outputs = Outputs(
             settings,
@@ -158,9 +191,17 @@ class StreamProcessor:
             release=self.outputs.release_windows,
             # the producer's own retries decide first: a send fails by then or never
             flush_timeout_s=settings.producer_delivery_timeout_ms / 1000 + 10,
+            commit_timeout_s=settings.broker_loss_timeout_s,
         )
         self.readings_listener = StageListener(self.checkpoint, self.stage1)
         self.partials_listener = StageListener(self.checkpoint, self.stage2)
+        self.poll_losses = {  # a consumer's polls failing for a broker's loss, since when
+            id(consumer): BrokerLoss(settings, f"polling {topic}", hint=RESTART_HINT)
+            for consumer, topic in (
+                (self.readings, settings.topic_readings),
+                (self.partials, settings.topic_window_partials),
+            )
+        }
         self._subscribe()
 
     def _subscribe(self) -> None:
@@ -174,9 +215,11 @@ class StreamProcessor:
         # kafka-python 3.0.12 can lose that second join's assignment when the poll that
         # started it returns first: the partitions then stay "pending revocation", and
         # are never fetched again.
-        self.input_partitions = len(_partitions_of(self.readings, settings.topic_readings))
+        self.input_partitions = len(
+            _partitions_of(settings, self.readings, settings.topic_readings)
+        )
         self.partials_partitions = sorted(
-            _partitions_of(self.partials, settings.topic_window_partials)
+            _partitions_of(settings, self.partials, settings.topic_window_partials)
         )
         self.stage1.partials_partitions = self.partials_partitions
         self.stage2.input_partitions = self.input_partitions
@@ -213,16 +256,17 @@ class StreamProcessor:
         # Short waits on both consumers: a stage that blocks on an empty topic delays the
         # other's records (a 100 ms wait on the partials cost every alert ~100 ms).
         produced = self.stage1.process(
-            self.readings.poll(
-                timeout_ms=REJOIN_WAIT_MS if self.readings_listener.rejoining else POLL_WAIT_MS
+            self._poll(
+                self.readings,
+                REJOIN_WAIT_MS if self.readings_listener.rejoining else POLL_WAIT_MS,
             )
         )
         produced += self.stage1.heartbeats()
         # after every poll: one poll may jump far
         others = self.stage2.backlog_watermarks(self.clock(), skip=self.stage1.partitions)
         self.stage1.align(others)
-        partials = self.partials.poll(
-            timeout_ms=REJOIN_WAIT_MS if self.partials_listener.rejoining else 0
+        partials = self._poll(
+            self.partials, REJOIN_WAIT_MS if self.partials_listener.rejoining else 0
         )
         self.stage2.adopt_assignment()  # before any record of the new assignment
         produced += self.stage2.process(partials)
@@ -230,23 +274,44 @@ class StreamProcessor:
         self.metrics.open_windows.set(self.stage2.open_windows() + self.stage1.open_windows())
         return produced
 
+    def _poll(self, consumer: Any, timeout_ms: int) -> dict[Any, list[Any]]:
+        """One poll. One that fails for a broker's loss returns nothing (after a backoff):
+        the loop polls again, until the bound; any other failure is raised."""
+        from kafka.errors import KafkaError
+
+        loss = self.poll_losses[id(consumer)]
+        try:
+            polled = consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            loss.failed(exc)
+            return {}
+        loss.recovered()
+        return polled
+
     def _drained(self, targets: _DrainTargets) -> bool:
         """--until-caught-up: every reading present at start read, then (after a last
         heartbeat and checkpoint) every partial present then."""
+        settings, what = self.settings, "reading the end offsets"
         assigned = self.readings.assignment()
         if targets.readings is None and assigned:
-            targets.readings = self.readings.end_offsets(list(assigned))
+            targets.readings = ride_through(
+                settings, what, self.readings.end_offsets, list(assigned)
+            )
         if targets.readings is not None and all(
-            self.readings.position(tp) >= end for tp, end in targets.readings.items()
+            ride_through(settings, what, self.readings.position, tp) >= end
+            for tp, end in targets.readings.items()
         ):
             parts = self.partials.assignment()
             if targets.partials is None and parts:  # stage 2 may still be joining
                 self.stage1.draining = True
                 self.stage1.heartbeats(force=True)
                 self.checkpoint.flush_and_commit()
-                targets.partials = self.partials.end_offsets(list(parts))
+                targets.partials = ride_through(
+                    settings, what, self.partials.end_offsets, list(parts)
+                )
             elif targets.partials is not None and all(
-                self.partials.position(tp) >= end for tp, end in targets.partials.items()
+                ride_through(settings, what, self.partials.position, tp) >= end
+                for tp, end in targets.partials.items()
             ):
                 return True
         return False
@@ -310,7 +375,10 @@ def topic_max_message_bytes(settings: Settings, topic: str) -> int | None:
     except Exception:
         return None
     try:
-        described = admin.describe_configs(
+        described = ride_through(
+            settings,
+            f"reading the configs of {topic}",
+            admin.describe_configs,
             [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})],
             config_filter="all",
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -28,7 +28,7 @@ from include.contract import (
 )
 from include.errors import ClimateWatchError
 from include.events import Alert, Severity, alert_id_for
-from streaming.windowing import ClosedWindow
+from streaming.windowing import ClosedWindow, compacted
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[1] / "include" / "rules.toml"
 
@@ -79,6 +79,7 @@ RULE_KEYS: dict[str, dict[str, Key]] = {
     "input_silent": {"silent_seconds": _SILENCE},
 }
 RULES = tuple(RULE_KEYS)
+_NO_SETTINGS: dict[str, Any] = {}  # a rule without settings (shared: read-only)
 WHOLE_INPUT_RULES = frozenset({"input_silent"})  # one condition for the input, not per region
 
 
@@ -94,7 +95,11 @@ class RulesConfig:
 
     def for_region(self, rule: str, region: str) -> dict[str, Any]:
         """The rule's settings with the region's overrides (merged once per pair, since
-        every closed window asks; treat the result as read-only)."""
+        every closed window asks; treat the result as read-only). A region without
+        overrides gets the defaults themselves: the cache holds only the regions the
+        rules file names, never one entry per region the stream hears of."""
+        if region not in self.regions:
+            return self.rules.get(rule, _NO_SETTINGS)
         merged = self._merged.get((rule, region))
         if merged is None:
             merged = self._merged[(rule, region)] = {
@@ -244,10 +249,25 @@ class Condition:
 
 @dataclass
 class RegionHistory:
-    """What the rules remember of one region: recent window means and sensors' last window."""
+    """What the rules remember of one region: recent window means and sensors' last window.
+
+    ``sensor_heard`` (processing time each sensor was last heard, kept by the stream's
+    stage 2) decides when a sensor is retired (:mod:`streaming.retire`);
+    ``retired_note`` says how many were, for the next silent-sensor condition.
+    """
 
     means: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=64))
     sensor_last_seen_ms: dict[str, int] = field(default_factory=dict)
+    sensor_heard: dict[str, float] = field(default_factory=dict)
+    retired_note: str = ""
+
+    def forget_sensors(self, sensors: list[str], note: str) -> None:
+        for sensor in sensors:
+            self.sensor_last_seen_ms.pop(sensor, None)
+            self.sensor_heard.pop(sensor, None)
+        self.sensor_last_seen_ms = compacted(self.sensor_last_seen_ms)
+        self.sensor_heard = compacted(self.sensor_heard)
+        self.retired_note = note
 
 
 def _enabled(config: dict[str, Any]) -> bool:
@@ -325,7 +345,8 @@ def _silent_sensors(
     window: ClosedWindow, history: RegionHistory, rules: RulesConfig
 ) -> list[_Finding]:
     silent = rules.for_region("silent_sensor", window.region)
-    if not (_enabled(silent) and history.sensor_last_seen_ms):
+    retired, history.retired_note = history.retired_note, ""
+    if not (_enabled(silent) and (history.sensor_last_seen_ms or retired)):
         return []
     seconds = float(silent["silent_seconds"])
     quiet = sorted(
@@ -336,7 +357,7 @@ def _silent_sensors(
     message = (
         f"{len(quiet)} sensor(s) silent for {seconds:g} s in {window.region}: {', '.join(quiet[:5])}"
         if quiet
-        else f"every sensor of {window.region} reports"
+        else f"every sensor of {window.region} reports" + (f" ({retired})" if retired else "")
     )
     return [("silent_sensor", bool(quiet), float(len(quiet)), seconds, message)]
 
@@ -379,6 +400,25 @@ class AlertTracker:
                 history = histories.setdefault(region, RegionHistory())
                 for sensor in alert.message.rsplit(": ", 1)[1].split(", "):
                     history.sensor_last_seen_ms.setdefault(sensor, seen)
+
+    def retire(self, region: str, message: str, now: datetime | None = None) -> list[Alert]:
+        """Resolve every alert firing for ``region`` with ``message``: the region is retired
+        (see :mod:`streaming.retire`). Value and threshold are those of the firing alert."""
+        emitted_at = format_ts(now or datetime.now(UTC))
+        resolved = []
+        for rule in RULES:
+            current = self.firing.pop((rule, region), None)
+            if current is not None:
+                resolved.append(
+                    replace(
+                        current,
+                        window_end=emitted_at,
+                        status="resolved",
+                        message=message,
+                        emitted_at=emitted_at,
+                    )
+                )
+        return resolved
 
     def update(self, condition: Condition, now: datetime | None = None) -> Alert | None:
         key = (condition.rule, condition.region)

@@ -18,11 +18,16 @@ A window's stats are published only once the alerts of its evaluation are acknow
 (:meth:`streaming.outputs.Outputs.window`): the rebuild trusts stats on the topic to mean
 "evaluated, and its alerts published", so an alert whose send failed is raised again by
 the restart that re-closes its window.
+
+Regions and sensors not heard from for ``CLIMATEWATCH_RETIRE_AFTER_S`` are retired with
+the silence checks (:meth:`PartialsStage._retire`, see :mod:`streaming.retire`): memory
+stays bounded by the names heard within that time, whatever the flood of names.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Container, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +35,15 @@ from typing import Any
 import orjson
 
 from include.contract import format_ts
+from include.events import Alert
 from include.settings import Settings
 from streaming.metrics import StreamMetrics
 from streaming.notify import Notifier
 from streaming.outputs import Outputs
 from streaming.restore import RuleMemory
+from streaming.retire import SENSOR_SWEEPS_PER_RETIRE_TIME, retired_message
 from streaming.rules import Condition, RegionHistory, RulesConfig, evaluate
-from streaming.silence import SilenceWatch, partition_of
+from streaming.silence import INPUT, SilenceWatch, partition_of
 from streaming.windowing import NO_WATERMARK, Partial, RegionWindows
 
 log = logging.getLogger("climatewatch.stream")
@@ -75,6 +82,8 @@ class PartialsStage:
         self.partials_partitions: list[int] = []
         self._assigned: set[int] | None = None  # set by the listener, adopted by the loop
         self._next_silence_check = 0.0
+        self.retire_after_s = settings.retire_after_s
+        self._next_sensor_sweep = 0.0
 
     # --- assignment --------------------------------------------------------------------------
     def assigned(self, partitions: Iterable[int]) -> None:
@@ -110,8 +119,12 @@ class PartialsStage:
         def ours(region: str) -> bool:
             return partition_of(region, partials_count) in owned
 
-        restored = self.memory.restore(self.settings, self.rules, ours, timeout_s)
-        self.silence.knows(set(self.memory.histories))
+        memory, now = self.memory, self.clock()
+        restored = memory.restore(self.settings, self.rules, ours, timeout_s, now)
+        firing = memory.tracker.firing
+        self.silence.still_silent(firing.values(), self.rules, now, time.time())
+        regions = {region for _, region in firing if region != INPUT}
+        self.silence.knows(set(memory.histories) | regions, now)
         log.info(
             "rule state restored",
             extra={
@@ -171,13 +184,20 @@ class PartialsStage:
         produced = 0
         memory = self.memory
         closed = [window for lane in self.lanes.values() for window in lane.close_ready()]
+        now = self.clock()
+        heard = self.silence.region_heard
         for window in closed:
             # the rules first: a window's stats wait for the acknowledgement of the alerts
             # its evaluation raised (the rules' memory is rebuilt from those stats)
-            if window.end_ms > memory.evaluated_until.get(window.region, NO_WATERMARK):
-                memory.evaluated_until[window.region] = window.end_ms
-                history = memory.histories.setdefault(window.region, RegionHistory())
+            region = window.region
+            if window.end_ms > memory.evaluated_until.get(region, NO_WATERMARK):
+                memory.evaluated_until[region] = window.end_ms
+                history = memory.histories.setdefault(region, RegionHistory())
                 produced += self._alert_on(evaluate(window, history, self.rules))
+                history.sensor_heard.update(dict.fromkeys(window.sensors, now))
+                # remembered, so retired in time (its heartbeats named it, unless its
+                # window closed long after them)
+                heard.setdefault(region, now)
             produced += self.outputs.window(window, emitted_at)
         return produced
 
@@ -188,21 +208,57 @@ class PartialsStage:
             return 0
         self._next_silence_check = now + SILENCE_CHECK_EVERY_S
         owned = {tp.partition for tp in self.consumer.assignment()}
-        return self._alert_on(
+        produced = self._alert_on(
             self.silence.conditions(
                 now, self.rules, owned, len(self.partials_partitions), self.input_partitions
             )
         )
+        return produced + self._retire(now)
+
+    def _retire(self, now: float) -> int:
+        """Forget the regions (every second) and sensors (every 1/60 of the retire time) not
+        heard from for the retire time; a retired region's firing alerts resolve, saying so."""
+        memory, after = self.memory, self.retire_after_s
+        gone = self.silence.retire(now, after)
+        produced = 0
+        if gone:
+            for region, quiet in gone.items():
+                produced += self._publish(memory.tracker.retire(region, retired_message(quiet)))
+            sensors = sum(
+                len(history.sensor_last_seen_ms)
+                for region in gone
+                if (history := memory.histories.get(region)) is not None
+            )
+            memory.forget_regions(gone)
+            for lane in self.lanes.values():
+                lane.forget(gone)
+            self.outputs.forget(gone)
+            self.metrics.retired.labels("region").inc(len(gone))
+            self.metrics.retired.labels("sensor").inc(sensors)
+            log.info("regions retired", extra={"regions": len(gone), "after_s": after})
+        if now >= self._next_sensor_sweep:
+            self._next_sensor_sweep = now + max(
+                SILENCE_CHECK_EVERY_S, after / SENSOR_SWEEPS_PER_RETIRE_TIME
+            )
+            self.metrics.retired.labels("sensor").inc(memory.retire_sensors(now, after))
+            self.metrics.names.labels("sensor").set(memory.sensor_count())
+        self.metrics.names.labels("region").set(len(self.silence.region_heard))
+        self.outputs.prune_acknowledged()
+        return produced
 
     def _alert_on(self, conditions: list[Condition]) -> int:
         """Turn conditions into alert events: to the alerts topic, the metrics, the notifiers."""
+        tracker = self.memory.tracker
+        return self._publish(
+            alert for condition in conditions if (alert := tracker.update(condition)) is not None
+        )
+
+    def _publish(self, alerts: Iterable[Alert]) -> int:
         produced = 0
-        for condition in conditions:
-            alert = self.memory.tracker.update(condition)
-            if alert is not None:
-                self.outputs.alert(alert)
-                self.notifier.notify(alert)
-                produced += 1
+        for alert in alerts:
+            self.outputs.alert(alert)
+            self.notifier.notify(alert)
+            produced += 1
         return produced
 
     # --- for stage 1's watermark alignment ---------------------------------------------------

@@ -21,10 +21,19 @@ Everything here is pure: no Kafka, no clock. Times are integer epoch millisecond
 from __future__ import annotations
 
 import sys
+from collections.abc import Container
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 NO_WATERMARK = -(2**62)
+
+
+def compacted(table: dict[Any, Any]) -> dict[Any, Any]:
+    """``table``, or a copy sized for what it holds once its hash table is several times
+    too large: a dict never shrinks on deletion, so after a flood of names is forgotten it
+    would keep the flood's size (see :mod:`streaming.retire`). Call after deleting; O(1)
+    unless it copies (20–40 bytes per entry when full, so > 160 means 4 times too big)."""
+    return dict(table) if sys.getsizeof(table) > 4096 + 160 * len(table) else table
 
 
 def window_start(event_ms: int, size_ms: int) -> int:
@@ -162,6 +171,8 @@ class PartitionWindows:
         closed = [p for key, p in self.open.items() if p.end_ms <= watermark]
         for partial in closed:
             del self.open[(partial.region, partial.start_ms)]
+        if closed:  # a flood of regions leaves the table at its size otherwise
+            self.open = compacted(self.open)
         closed.extend(self.late_partials.values())
         self.late_partials.clear()
         closed.sort(key=lambda p: (p.start_ms, p.region))
@@ -320,9 +331,20 @@ class RegionWindows:
             self.closed[(window.region, window.start_ms)] = window
             results.append(window.close(closed_by))
         horizon = watermark - self.keep_closed_ms
-        for key in [k for k, w in self.closed.items() if w.end_ms < horizon]:
+        expired = [k for k, w in self.closed.items() if w.end_ms < horizon]
+        for key in expired:
             del self.closed[key]
+        if ready or expired:  # a flood of regions leaves the tables at its size otherwise
+            self.open, self.closed = compacted(self.open), compacted(self.closed)
         return results
+
+    def forget(self, regions: Container[str]) -> None:
+        """Drop the closed windows of retired ``regions`` (open ones still close: their
+        partials are data). A late partial for a dropped window opens a new one."""
+        gone = [key for key in self.closed if key[0] in regions]
+        for key in gone:
+            del self.closed[key]
+        self.closed = compacted(self.closed)
 
     def commit_offsets(self, next_offsets: dict[int, int]) -> dict[int, int]:
         """Positions to commit so a restart re-reads the partials of every open window."""

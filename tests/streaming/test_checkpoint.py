@@ -220,7 +220,7 @@ def test_a_refused_commit_is_retried_by_the_next_checkpoint_then_stops_in_one_li
 
     consumer.commit_error = KafkaTimeoutError("Timeout after 30000 ms")
     first.pending = {0: 12}
-    checkpoint.flush_timeout_s = 0  # failing for longer than that: stop
+    checkpoint.commit_timeout_s = 0  # failing for longer than that: stop
     with pytest.raises(CommitFailed) as failed:
         checkpoint.flush_and_commit()
     assert "\n" not in str(failed.value) and "'readings'" in str(failed.value)

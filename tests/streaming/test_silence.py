@@ -36,14 +36,14 @@ severity = "critical"
 @pytest.fixture
 def live(
     kafka_settings: Settings, tmp_path: Path
-) -> Iterator[tuple[Settings, Callable[[], StreamProcessor]]]:
+) -> Iterator[tuple[Settings, Callable[..., StreamProcessor]]]:
     rules = tmp_path / "rules.toml"
     rules.write_text(FAST_RULES)
     settings = kafka_settings.model_copy(update={"rules_file": rules, "idle_timeout_s": 2.0})
     running: list[tuple[StreamProcessor, threading.Thread]] = []
 
-    def start() -> StreamProcessor:
-        processor = StreamProcessor(settings)
+    def start(**overrides: object) -> StreamProcessor:
+        processor = StreamProcessor(settings.model_copy(update=overrides))
         thread = threading.Thread(target=processor.run, kwargs={"max_runtime_s": 120})
         thread.start()
         running.append((processor, thread))
@@ -128,6 +128,38 @@ def test_a_silent_region_alerts_and_resolves_and_a_silent_input_is_critical(live
             20,
             "idle-closed windows",
         )
+    finally:
+        sensors.stopped.set()
+
+
+def test_a_region_retired_before_a_restart_stays_retired(live) -> None:
+    settings, start = live
+    first = start(retire_after_s=6.0)  # retired 6 s after its last reading (silent after 4 s)
+    sensors = Sensors(settings)
+    sensors.start()
+    try:
+        time.sleep(3)
+        sensors.active.discard("lyon")
+        wait_for(lambda: fired(settings, "region_silent", "lyon"), 20, "region_silent for lyon")
+
+        def retired() -> list:
+            return [
+                a
+                for a in alerts(settings)
+                if a.region == "lyon"
+                and a.status == "resolved"
+                and a.message.startswith("retired: ")
+            ]
+
+        wait_for(lambda: bool(retired()), 20, "lyon retired")
+        assert [a.rule for a in retired()] == ["region_silent"]
+        first.stop()
+        time.sleep(2)
+        start(retire_after_s=6.0)
+        time.sleep(4 + 1 + 2 + 2)  # past the silence limit after the restart, and a check
+        lyon = [(a.rule, a.status) for a in alerts(settings) if a.region == "lyon"]
+        assert lyon == [("region_silent", "firing"), ("region_silent", "resolved")]
+        assert not fired(settings, "region_silent", "paris")
     finally:
         sensors.stopped.set()
 

@@ -32,6 +32,11 @@ each ledger entry: one that lost it (an expired object-store lease) stops withou
 recording. Behind the lease, a run still checks that the ledger ends where it last left
 it before it records a batch.
 
+A broker lost or frozen mid-run is ridden through (:mod:`include.kafka_retry`): metadata
+and offset requests are retried while a new leader is elected, and a partition that
+returns no records before its end is waited for, each for up to
+``CLIMATEWATCH_BROKER_LOSS_TIMEOUT_S``; only past that does the run stop, with one line.
+
 This module is the run itself (:func:`archive_partition`, :func:`archive_topic`); the
 paths are :mod:`~warehouse.archive.layout`'s, the rows :mod:`~warehouse.archive.batch`'s,
 the files :mod:`~warehouse.archive.parquet`'s.
@@ -48,6 +53,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.errors import ClimateWatchError
+from include.kafka_retry import BrokerLoss, ride_through
 from include.settings import Settings
 from warehouse.archive.batch import BatchBuilder
 from warehouse.archive.layout import batch_file_name, data_path, kind_of
@@ -243,11 +249,14 @@ class _PartitionRun:
     def _resolve_offsets(self, consumer: Any, tp: Any) -> None:
         """Assign the partition; fix ``end``, ``start`` and what retention deleted unread."""
         topic, partition, next_offset = self.topic, self.partition, self.next_offset
-        if partition not in (consumer.partitions_for_topic(topic) or set()):
+        where = f"reading the offsets of {topic}-p{partition}"
+        if partition not in (
+            ride_through(self.settings, where, consumer.partitions_for_topic, topic) or set()
+        ):
             raise ClimateWatchError(f"topic {topic} has no partition {partition}")
         consumer.assign([tp])
-        beginning = consumer.beginning_offsets([tp])[tp]
-        self.end = end = consumer.end_offsets([tp])[tp]
+        beginning = ride_through(self.settings, where, consumer.beginning_offsets, [tp])[tp]
+        self.end = end = ride_through(self.settings, where, consumer.end_offsets, [tp])[tp]
         if next_offset is not None and next_offset > end:
             raise ClimateWatchError(
                 f"{topic}-p{partition}: the archive holds offsets up to {next_offset} but "
@@ -273,26 +282,34 @@ class _PartitionRun:
             self.start = next_offset
 
     def _poll(self, consumer: Any, tp: Any) -> None:
-        """Read up to ``end``, flushing a batch at ``batch_records`` records and at the end."""
+        """Read up to ``end``, flushing a batch at ``batch_records`` records and at the end.
+
+        A failed poll, or no records before the end (the partition's leader lost, a new
+        one not elected yet), is retried within one broker-loss bound, counted from the
+        last records received."""
+        from kafka.errors import KafkaError
+
         end, batch_records = self.end, self.batch_records
         builder = BatchBuilder(self.kind, self.topic)
         batch_start, lost = self.start, self.lost
-        idle_polls = 0
-        max_idle = max(3, self.settings.kafka_timeout_ms // 1000)
+        where = f"reading {self.topic}-p{self.partition}"
+        loss = BrokerLoss(self.settings, where)
         while True:
-            polled = consumer.poll(
-                timeout_ms=1000, max_records=min(10_000, max(1, batch_records - builder.count))
-            )
+            self.lease.keep()  # also while a broker's loss is waited for
+            try:
+                polled = consumer.poll(
+                    timeout_ms=1000, max_records=min(10_000, max(1, batch_records - builder.count))
+                )
+                position = min(consumer.position(tp), end)
+            except KafkaError as exc:
+                loss.failed(exc)
+                continue
             records = polled.get(tp, ())
             builder.add_records(self.partition, records, end)
-            self.lease.keep()
-            position = min(consumer.position(tp), end)
-            idle_polls = 0 if records else idle_polls + 1
-            if idle_polls > max_idle:
-                raise ClimateWatchError(
-                    f"{self.topic}-p{self.partition}: no records from Kafka for {idle_polls} s "
-                    f"at offset {position} (end {end}); is the broker reachable?"
-                )
+            if records:
+                loss.recovered()
+            elif position < end:  # the poll waited already
+                loss.failed(_no_records(position, end), announce=False, pause=False)
             if position > batch_start and (builder.count >= batch_records or position >= end):
                 self._flush(builder, batch_start, position, lost)
                 builder, batch_start, lost = BatchBuilder(self.kind, self.topic), position, 0
@@ -377,6 +394,13 @@ class _PartitionRun:
         )
 
 
+def _no_records(position: int, end: int) -> Exception:
+    """What an empty poll before the end counts as: a broker's loss (retriable)."""
+    from kafka.errors import KafkaTimeoutError
+
+    return KafkaTimeoutError(f"no records from Kafka at offset {position} (end {end})")
+
+
 # --- topics -----------------------------------------------------------------------------------
 def partitions_of(settings: Settings, topic: str, consumer: Any = None) -> list[int]:
     """The partition numbers of ``topic`` (what the DAG maps one task over)."""
@@ -386,7 +410,9 @@ def partitions_of(settings: Settings, topic: str, consumer: Any = None) -> list[
     consumer = consumer or make_consumer(settings, group_id=None)
     try:
         with translate_kafka_errors(settings):
-            found = consumer.partitions_for_topic(topic)
+            found = ride_through(
+                settings, f"listing the partitions of {topic}", consumer.partitions_for_topic, topic
+            )
     finally:
         if own:
             consumer.close()
