@@ -1,7 +1,7 @@
 """`make chaos`: fault scenarios run for real on a 3-node KRaft cluster.
 
 The simulator, the stream and the archiver run while brokers, stream instances and
-archiver runs are killed, frozen and restarted. ``python -m bench.chaos`` (``make chaos``)
+archiver runs are killed, frozen and restarted, or while topics refuse the stream's writes. ``python -m bench.chaos`` (``make chaos``)
 runs every scenario and prints one table row each; ``tests/bench/test_chaos.py`` runs
 the smaller broker-kill scenario. Each scenario:
 
@@ -31,7 +31,7 @@ Modules, in the order a scenario uses them:
 - ``stream``: the stream instances (start, supervise, partition assignment, drain) and
   the heat alerts they publish;
 - ``archiver``: archiver runs, one at a time, and the loop that repeats them;
-- ``scenarios``: the five faults and :func:`run_scenario`;
+- ``scenarios``: the six faults and :func:`run_scenario`;
 - ``table``: :class:`ScenarioResult`, counting lost and duplicated readings, the table;
 - ``__main__``: the command line.
 """

@@ -3,7 +3,7 @@
 Each scenario starts a fresh cluster, produces simulated readings (``acks=all``,
 idempotent) with the stream and the archiver running, injects its fault (a broker killed
 or frozen, a partition leader killed, a stream instance killed, the archiver killed
-mid-run), then drains everything and counts in the Parquet archive, with DuckDB, what
+mid-run, topics refusing the stream's writes), then drains everything and counts in the Parquet archive, with DuckDB, what
 was lost or duplicated among the acknowledged readings. One table row per scenario;
 the exit code is 1 if any scenario lost or duplicated a reading or missed its alert.
 

@@ -1,4 +1,10 @@
-"""The archiver of a scenario: ``climatewatch archive run`` runs, one at a time."""
+"""The archiver of a scenario: ``climatewatch archive run`` runs, one at a time.
+
+Runs repeat, as the DAG's schedule repeats them; a run that fails on its own (exit code
+other than 0, or hung past its timeout) is a *problem* of the scenario: through a
+broker's loss or freeze the archiver must ride on. Runs the scenario kills on purpose
+(kill -9, archiver-kill) are not failures.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ class Archiver:
         self.h = harness
         self._running: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
+        self.failed_runs = 0  # runs that failed on their own (each one a problem)
 
     def run_once(self, timeout_s: float = 180.0, **env: str) -> int | None:
         """One run to the end of the topic: its exit code, None if it timed out."""
@@ -32,12 +39,15 @@ class Archiver:
         with self._lock:
             self._running.append(process)
         try:
-            return wait_or_kill(process, timeout_s)
+            code = wait_or_kill(process, timeout_s)
         finally:
             with self._lock:
                 self._running.remove(process)
-            if process.returncode not in (0, -signal.SIGKILL):
-                self.h.log(f"archiver run exit {process.returncode}: {self._last_error()}")
+        if code is None or code not in (0, -signal.SIGKILL):  # -9: killed by :meth:`kill`
+            self.failed_runs += 1
+            how = f"hung past {timeout_s:.0f}s, killed" if code is None else f"exit {code}"
+            self.h.problem(f"archiver run failed on its own ({how}): {self._last_error()}")
+        return code
 
     def _last_error(self) -> str:
         """The last line the archiver printed (its one-line error)."""

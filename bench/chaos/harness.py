@@ -42,6 +42,8 @@ class ChaosOptions:
     rate: float = 2000.0  # readings per second sent
     duration_s: float = 60.0  # seconds of production per scenario
     freeze_s: float = 30.0  # SIGSTOP length (freeze scenario)
+    send_fail_s: float = 20.0  # least time a topic refuses the stream's writes (send-fail)
+    send_fail_delivery_timeout_ms: int = 5000  # the stream's retry bound in send-fail
     regions: int = 5
     sensors_per_region: int = 10
     event_speed: float = 60.0  # seconds of event time per second of production
@@ -54,7 +56,12 @@ class ChaosOptions:
 
     @classmethod
     def quick(cls, **overrides: Any) -> ChaosOptions:
-        values: dict[str, Any] = {"rate": 800.0, "duration_s": 20.0, "freeze_s": 10.0}
+        values: dict[str, Any] = {
+            "rate": 800.0,
+            "duration_s": 20.0,
+            "freeze_s": 10.0,
+            "send_fail_s": 10.0,
+        }
         values.update(overrides)
         return cls(**values)
 
@@ -73,6 +80,7 @@ class Harness:
         self.result = ScenarioResult(name)
         self.heat_region = HEAT_REGION
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.extra_env: dict[str, str] = {}  # the scenario's settings for every subprocess
         self._lock = threading.Lock()
         self.producer = Producer(self)
         self.streams = Streams(self)
@@ -187,6 +195,74 @@ class Harness:
             f"in-sync replicas not back to 3 within {self.options.isr_timeout_s:.0f}s ({why}): {short}"
         )
 
+    # --- topic configuration (the send-fail scenario) ------------------------------------------
+    def topic_override(self, topic: str, key: str) -> str | None:
+        """``topic``'s own value of config ``key`` (None: it has none, the broker's default)."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        from include.kafka_clients import make_admin
+
+        admin = make_admin(self.require_settings())
+        try:
+            described = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, configs={key: None})],
+                config_filter="modified",
+            )
+        finally:
+            admin.close()
+        entry = described.get("topic", {}).get(topic, {}).get(key)
+        return None if entry is None else entry["value"]
+
+    def set_topic_config(self, topic: str, key: str, value: str | None) -> str | None:
+        """Set ``topic``'s config ``key`` (None: remove the topic's own value) with
+        IncrementalAlterConfigs, the other keys untouched, and wait until the brokers report
+        it; returns the previous value (None: there was none)."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        from include.kafka_clients import make_admin
+
+        previous = self.topic_override(topic, key)
+        change = ("DELETE", None) if value is None else ("SET", value)
+        admin = make_admin(self.require_settings())
+        try:
+            result = admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, configs={key: change})],
+                incremental=True,
+            )
+        finally:
+            admin.close()
+        outcome = result.get("topic", {}).get(topic)
+        if outcome != "OK":
+            raise ClimateWatchError(f"could not set {key}={value} on topic {topic!r}: {outcome}")
+        deadline = time.monotonic() + 30
+        while (now := self.topic_override(topic, key)) != value:
+            if time.monotonic() > deadline:
+                raise ClimateWatchError(
+                    f"topic {topic!r} still has {key}={now} 30 s after the change"
+                )
+            time.sleep(0.2)
+        default = "the broker's default"
+        self.log(f"topic {topic}: {key} {previous or default} → {value or default}")
+        return previous
+
+    # --- the stream instances' logs ------------------------------------------------------------
+    def stream_logs(self) -> dict[str, int]:
+        """Each live-stream log (``logs/stream-N.log``, appended across restarts) and its size
+        now: a mark for :meth:`stream_log_since`."""
+        marks = {}
+        for path in sorted((self.workdir / "logs").glob("stream-*.log")):
+            if path.name != "stream-drain.log":
+                marks[path.name] = path.stat().st_size
+        return marks
+
+    def stream_log_since(self, marks: dict[str, int]) -> list[str]:
+        """The lines the stream instances logged after ``marks`` (every log, in name order)."""
+        lines: list[str] = []
+        for name in self.stream_logs():
+            data = (self.workdir / "logs" / name).read_bytes()[marks.get(name, 0) :]
+            lines += data.decode(errors="replace").splitlines()
+        return lines
+
     # --- subprocesses --------------------------------------------------------------------------
     def require_settings(self) -> Settings:
         assert self.settings is not None, "cluster not started"
@@ -207,6 +283,7 @@ class Harness:
                 "PYTHONWARNINGS": "ignore::DeprecationWarning",
             }
         )
+        env.update(self.extra_env)
         env.update(extra)
         return env
 

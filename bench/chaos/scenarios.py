@@ -1,4 +1,4 @@
-"""The five fault scenarios, and :func:`run_scenario`: a fresh cluster to the DuckDB count.
+"""The six fault scenarios, and :func:`run_scenario`: a fresh cluster to the DuckDB count.
 
 A scenario starts producing, waits for a share of the production time
 (``h.producer.at(share)``), injects its fault, undoes it, and waits for the in-sync
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.chaos.archiver import ArchiverLoop
 from bench.chaos.harness import ChaosOptions, Harness, Log
-from bench.chaos.stream import STREAM_SESSION_TIMEOUT_S
+from bench.chaos.stream import STREAM_SESSION_TIMEOUT_S, components_report
 from bench.chaos.table import ScenarioResult
 from include.errors import ClimateWatchError
 from include.settings import ENV_PREFIX
@@ -27,7 +27,16 @@ SCENARIOS: dict[str, str] = {
     "broker-freeze": "SIGSTOP of a partition leader, then SIGCONT",
     "stream-kill": "3 stream instances, kill -9 of the one holding the heat region",
     "archiver-kill": "kill -9 of the archiver mid-run during a broker failure, re-run",
+    "send-fail": "the brokers refuse the stream's sends to the partials, then the alerts topic",
 }
+
+# send-fail: a topic's max.message.bytes below any record batch (its header alone is 61
+# bytes), so its leader refuses every write with MESSAGE_TOO_LARGE while the cluster is
+# healthy. (min.insync.replicas above the replication factor does not do it: Kafka 4 caps
+# the effective minimum at the replica count, and writes with acks=all still succeed.)
+REFUSING_MAX_MESSAGE_BYTES = "16"
+SEND_FAIL_TIMEOUT_S = 180.0  # longest wait for the stream to stop on a refused send
+STREAM_EXIT = "climatewatch: error: "  # how `climatewatch stream` prints its one-line error
 
 
 def broker_kill(h: Harness) -> None:
@@ -159,6 +168,104 @@ def _kill_an_archiver_run(h: Harness, attempt: int) -> None:
         h.note(f"archiver run {attempt} finished before it could be killed")
 
 
+def send_fail(h: Harness) -> None:
+    """The brokers refuse the stream's writes for real, first to stage 1's output (the
+    partials topic), then, while the heat wave is processed, to stage 2's (the alerts
+    topic): each topic's ``max.message.bytes`` is set below the size of any record batch
+    for at least ``send_fail_s`` and until the stream stopped on a refused send to it (its
+    one-line error, exit 1, nothing committed past it; the supervisor restarts it), then
+    restored. The alerts topic refuses writes before the partials topic takes them again,
+    so the heat wave's partials can only reach stage 2 while its alert cannot be published.
+    """
+    if not h.options.with_stream:
+        raise ClimateWatchError("send-fail needs the stream (with_stream)")
+    s = h.require_settings()
+    key = "max.message.bytes"
+    restore: dict[str, str | None] = {}  # topic -> its own value before the fault
+    try:
+        h.producer.start()
+        h.producer.at(0.15)
+        marks = h.stream_logs()
+        restore[s.topic_window_partials] = h.set_topic_config(
+            s.topic_window_partials, key, REFUSING_MAX_MESSAGE_BYTES
+        )
+        began = time.monotonic()  # the brokers report the new value
+        _refusing(h, s.topic_window_partials, marks, began)
+
+        marks = h.stream_logs()
+        restore[s.topic_alerts] = h.set_topic_config(
+            s.topic_alerts, key, REFUSING_MAX_MESSAGE_BYTES
+        )
+        switched = time.monotonic()
+        h.set_topic_config(s.topic_window_partials, key, restore.pop(s.topic_window_partials))
+        h.note(f"{s.topic_window_partials} refused writes for {time.monotonic() - began:.1f}s")
+        _refusing(h, s.topic_alerts, marks, switched, after=f"alert firing heat {h.heat_region}")
+
+        on_topic = len(h.streams.heat_alerts())
+        h.set_topic_config(s.topic_alerts, key, restore.pop(s.topic_alerts))
+        restored = time.monotonic()
+        h.supervise()  # the stream that stopped on the alert starts again at once
+        h.note(
+            f"{s.topic_alerts} refused writes for {restored - switched:.1f}s; "
+            f"heat alerts on it meanwhile: {on_topic}"
+        )
+        if on_topic:
+            h.problem("a heat alert reached the alerts topic while it refused writes")
+        # the refused writes never reached a replica: the in-sync replicas stayed 3
+        h.result.isr_recovered_s = h.wait_for_full_isr("topic configs restored", since=restored)
+        h.producer.wait()
+    finally:
+        for topic, value in restore.items():  # a failed scenario leaves no topic refusing
+            try:
+                h.set_topic_config(topic, key, value)
+            except Exception as exc:
+                h.problem(f"could not restore {key} of {topic}: {exc}")
+
+
+def _refusing(
+    h: Harness, topic: str, marks: dict[str, int], began: float, after: str | None = None
+) -> None:
+    """While ``topic`` refuses writes: supervise the stream until it has stopped on a
+    refused send to ``topic`` (with ``after``: once it logged that line first) and
+    ``send_fail_s`` have passed; every exit line the stream printed goes to the log."""
+    named = f"'{topic}'"  # the line names every topic whose sends failed
+    deadline = began + SEND_FAIL_TIMEOUT_S
+    reported = 0
+    stopped: str | None = None
+    while time.monotonic() < deadline:
+        h.supervise()
+        lines = h.stream_log_since(marks)
+        exits = [line for line in lines if STREAM_EXIT in line]
+        for line in exits[reported:]:
+            h.log(f"stream exit line: {line[line.index(STREAM_EXIT) :][:1000]}")
+        reported = len(exits)
+        if stopped is None:
+            start = 0
+            if after is not None:
+                start = next((i for i, line in enumerate(lines) if after in line), len(lines))
+            stopped = next(
+                (
+                    line
+                    for line in lines[start:]
+                    if STREAM_EXIT + "could not publish to topic" in line and named in line
+                ),
+                None,
+            )
+            if stopped is not None:
+                h.note(
+                    f"stream stopped on a refused send to {topic} "
+                    f"{time.monotonic() - began:.1f}s into the fault"
+                    + (f" (after '{after}')" if after else "")
+                )
+        if stopped is not None and time.monotonic() >= began + h.options.send_fail_s:
+            return
+        time.sleep(0.25)
+    h.problem(
+        f"the stream did not stop on a refused send to {topic} within {SEND_FAIL_TIMEOUT_S:.0f}s"
+        + (f" after '{after}'" if after else "")
+    )
+
+
 def _inject(name: str, h: Harness, loop: ArchiverLoop) -> None:
     """The fault of scenario ``name``, from the start of production to its end."""
     if name == "broker-kill":
@@ -169,6 +276,8 @@ def _inject(name: str, h: Harness, loop: ArchiverLoop) -> None:
         broker_freeze(h)
     elif name == "stream-kill":
         stream_kill(h)
+    elif name == "send-fail":
+        send_fail(h)
     else:
         archiver_kill(h, loop)
 
@@ -183,6 +292,10 @@ def run_scenario(name: str, options: ChaosOptions, log: Log = print) -> Scenario
     try:
         harness.log(SCENARIOS[name])
         harness.start_cluster()
+        if name == "send-fail":  # a short retry bound: a refused send stops the stream soon
+            harness.extra_env[f"{ENV_PREFIX}PRODUCER_DELIVERY_TIMEOUT_MS"] = str(
+                options.send_fail_delivery_timeout_ms
+            )
         if options.with_stream:
             harness.streams.start(3 if name == "stream-kill" else 1)
             harness.streams.wait_for_assignments()
@@ -191,10 +304,7 @@ def run_scenario(name: str, options: ChaosOptions, log: Log = print) -> Scenario
         loop.stop()
         harness.log(f"archiver loop: {loop.runs} runs, {loop.failures} failed")
         harness.finish()
-        if harness.streams.restarts:
-            harness.note(
-                f"stream restarted {harness.streams.restarts} time(s) after dying on its own"
-            )
+        harness.note(components_report(harness))
     except Exception as exc:
         harness.problem(f"{type(exc).__name__}: {exc}")
     finally:
@@ -202,6 +312,7 @@ def run_scenario(name: str, options: ChaosOptions, log: Log = print) -> Scenario
             loop.stop(timeout_s=30)
         harness.close()
     result = harness.result
+    result.restarts = harness.streams.restarts
     result.elapsed_s = time.monotonic() - harness.started
     if result.ok or not options.keep_failed:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,12 @@
-"""The stream instances of a scenario: started, supervised, reassigned, drained; heat alerts."""
+"""The stream instances of a scenario: started, supervised, reassigned, drained; heat alerts.
+
+A stream instance that exits on its own is a *problem* of the scenario, reported in its
+row and not restarted: through a broker's loss or freeze the stream must ride on (see
+``include/kafka_retry.py``). Only scenarios where an exit is the expected outcome
+(:data:`RESTARTING_SCENARIOS`: send-fail, where a refused send stops the stream) restart
+it, as a service manager would, and count the restarts. :func:`components_report` is the
+scenario's last word on it ("no component restarted").
+"""
 
 from __future__ import annotations
 
@@ -16,6 +24,8 @@ if TYPE_CHECKING:
     from bench.chaos.harness import Harness
 
 STREAM_SESSION_TIMEOUT_S = 10.0  # streaming.processor's consumers
+# Scenarios where a stream is expected to stop on its own, and is restarted.
+RESTARTING_SCENARIOS = frozenset({"send-fail"})
 
 _ASSIGNED = re.compile(
     r'msg="(?P<stage>readings|region) partitions assigned" partitions="?(?P<partitions>\[[0-9, ]*\])'
@@ -30,6 +40,7 @@ class StreamInstance:
     process: subprocess.Popen[bytes]
     log_file: Path
     killed: bool = False  # killed on purpose: not restarted
+    exited: int | None = None  # exit code, when it exited on its own and was not restarted
 
     def assignments(self, after: int = 0) -> tuple[list[int] | None, list[int] | None]:
         """Latest readings and region partitions this instance logged (from byte ``after``)."""
@@ -42,6 +53,15 @@ class StreamInstance:
             latest[match["stage"]] = [int(p) for p in re.findall(r"\d+", match["partitions"])]
         return latest["readings"], latest["region"]
 
+    def last_line(self) -> str:
+        """The last line the instance printed (its one-line error, when it stopped on one)."""
+        try:
+            text = self.log_file.read_bytes()[-4000:].decode(errors="replace")
+        except OSError:
+            return "?"
+        lines = [line for line in text.splitlines() if line.strip()]
+        return lines[-1][:300] if lines else "?"
+
     def log_size(self) -> int:
         try:
             return self.log_file.stat().st_size
@@ -50,12 +70,15 @@ class StreamInstance:
 
 
 class Streams:
-    """The scenario's stream instances, restarted when one dies on its own."""
+    """The scenario's stream instances; one that exits on its own is a problem, or, with
+    ``restarts_allowed`` (the scenario expects it), restarted."""
 
     def __init__(self, harness: Harness) -> None:
         self.h = harness
         self.instances: list[StreamInstance] = []
         self.restarts = 0
+        self.exits = 0  # exits on their own, not restarted (each one a problem)
+        self.restarts_allowed = harness.name in RESTARTING_SCENARIOS
 
     def start(self, count: int) -> None:
         for i in range(count):
@@ -73,13 +96,26 @@ class Streams:
         return instance
 
     def supervise(self) -> None:
-        """Restart a stream instance that died on its own (as a service manager would)."""
+        """A stream instance that exited on its own: restarted (as a service manager would)
+        if the scenario allows it, else reported as a problem, once, and left stopped."""
         for instance in list(self.instances):
             code = instance.process.poll()
-            if code is not None and not instance.killed:
+            if code is None or instance.killed or instance.exited is not None:
+                continue
+            if self.restarts_allowed:
                 self.restarts += 1
                 self.h.note(f"{instance.name} exited on its own (code {code}), restarted")
                 self._start(instance.name)
+            else:
+                self.exits += 1
+                instance.exited = code
+                self.h.problem(
+                    f"{instance.name} exited on its own (code {code}), not restarted: "
+                    f"{instance.last_line()}"
+                )
+
+    def live(self) -> list[StreamInstance]:
+        return [i for i in self.instances if not i.killed and i.process.poll() is None]
 
     def wait_for_assignments(self, timeout_s: float = 90.0) -> None:
         """Until the live instances together hold every readings and region partition."""
@@ -98,7 +134,7 @@ class Streams:
         """The live instances hold every partition (and, with ``after``, some survivor was
         reassigned after that byte of its log: since a kill)."""
         s = self.h.require_settings()
-        live = [i for i in self.instances if not i.killed and i.process.poll() is None]
+        live = self.live()
         readings: list[int] = []
         regions: list[int] = []
         for instance in live:
@@ -178,5 +214,27 @@ class Streams:
                 self.h.log("heat alert seen on the alerts topic")
                 return
             self.supervise()
+            if not self.live():
+                self.h.log("no stream instance left running; draining")
+                return
             time.sleep(2)
         self.h.log(f"no heat alert within {timeout_s:.0f}s of live stream; draining")
+
+
+def components_report(h: Harness) -> str:
+    """The scenario's note on its components: "no component restarted" when no stream
+    instance exited on its own and no archiver run failed, else what was."""
+    streams, archiver = h.streams, h.archiver
+    if not (streams.restarts or streams.exits or archiver.failed_runs):
+        return (
+            "no component restarted: every stream instance and archiver run rode through "
+            "(none exited on its own)"
+        )
+    said = []
+    if streams.restarts:
+        said.append(f"stream restarted {streams.restarts} time(s) after exiting on its own")
+    if streams.exits:
+        said.append(f"{streams.exits} stream instance(s) exited on their own, not restarted")
+    if archiver.failed_runs:
+        said.append(f"{archiver.failed_runs} archiver run(s) failed and were run again")
+    return "; ".join(said)

@@ -19,6 +19,7 @@ class ScenarioResult:
     alerts_expected: int = 0
     alerts_seen: int = 0
     isr_recovered_s: float | None = None
+    restarts: int = 0  # stream instances restarted after exiting on their own
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what makes the scenario fail
@@ -80,6 +81,7 @@ COLUMNS = (
     ("alerts exp", 10),
     ("alerts seen", 11),
     ("isr→3 s", 8),
+    ("restarts", 8),
     ("time s", 7),
     ("ok", 3),
 )
@@ -102,6 +104,7 @@ def table(results: list[ScenarioResult]) -> Iterator[str]:
             r.alerts_expected,
             r.alerts_seen,
             "-" if r.isr_recovered_s is None else f"{r.isr_recovered_s:.1f}",
+            r.restarts,
             f"{r.elapsed_s:.0f}",
             "yes" if r.ok else "NO",
         )
