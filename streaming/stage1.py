@@ -143,7 +143,7 @@ class ReadingsStage:
                     regions_seen.add(region)
                 else:
                     outputs.dlq(record, fields)
-                    _count_invalid(record, fields, windows)
+                    _count_invalid(record, fields, windows, limit_ms)
                     produced += 1
             state.last_event_ms = last_event_ms
             state.last_record_wall = now
@@ -244,9 +244,16 @@ class ReadingsStage:
                     continue
 
 
-def _count_invalid(record: Any, rejection: Rejection, windows: PartitionWindows) -> None:
+def _count_invalid(
+    record: Any, rejection: Rejection, windows: PartitionWindows, limit_ms: int
+) -> None:
     """Count a rejected reading against the window it claims, when it is readable enough
-    to claim one (else against its partition's latest window)."""
+    to claim one (else against its partition's latest window).
+
+    A claim beyond the future limit counts at the limit: a record that claims the year
+    9999 would otherwise open a window that never closes and hold its partition's
+    committed offset there for good.
+    """
     region = event_ms = None
     if rejection.reason not in UNREADABLE:
         try:
@@ -254,6 +261,8 @@ def _count_invalid(record: Any, rejection: Rejection, windows: PartitionWindows)
             region = body.get("region") if isinstance(body.get("region"), str) else None
             ts = parse_timestamp(body.get("ts"))
             event_ms = None if isinstance(ts, Rejection) else int(ts.timestamp() * 1000)
+            if event_ms is not None and event_ms > limit_ms:
+                event_ms = limit_ms
         except Exception:
             region = event_ms = None
     windows.add_invalid(region, event_ms, record.offset)

@@ -141,7 +141,13 @@ class PartitionWindows:
         return True
 
     def add_invalid(self, region: str | None, event_ms: int | None, offset: int) -> None:
-        """Count a bad record against the window it claims (or the latest one of its region)."""
+        """Count a bad record against the window it claims (or the latest one of its region).
+
+        Only valid readings move event time forward, so a claim is kept between the
+        watermark and the newest valid reading's window: a bad record that claims a
+        later window would open one that only closes when valid readings get there (for
+        the year 9999, never) and hold its partition's committed offset until then.
+        """
         if region is None or event_ms is None:
             region = region or self.last_region
             if region is None or self.max_event_ms == NO_WATERMARK:
@@ -149,8 +155,11 @@ class PartitionWindows:
                 return
             event_ms = self.max_event_ms
         start = event_ms - event_ms % self.size_ms
-        if start + self.size_ms <= self.watermark_ms:
-            start = self.max_event_ms - self.max_event_ms % self.size_ms
+        latest = self.max_event_ms - self.max_event_ms % self.size_ms
+        if start + self.size_ms <= self.watermark_ms or (
+            start > latest and self.max_event_ms != NO_WATERMARK
+        ):
+            start = latest
         key = (region, start)
         partial = self.open.get(key)
         if partial is None:

@@ -199,3 +199,32 @@ def test_revocation_drops_the_partitions_state(parts) -> None:
     stage.assigned([1, 2])
     stage.revoked([0, 2])
     assert list(stage.partitions) == [1]
+
+
+def test_a_bad_record_claiming_a_far_future_window_does_not_hold_the_commit(parts) -> None:
+    """Found by the pipeline fuzz: a future_timestamp record in the year 9999 opened a
+    window no valid reading would ever close, and the partition's committed offset
+    stopped there for good."""
+    stage, producer, _, _, metrics = parts
+    topic = stage.settings.topic_readings
+    far_future = orjson.dumps(
+        {
+            "schema_version": 1,
+            "sensor_id": "s1",
+            "region": "lyon",
+            "ts": "9999-01-01T00:00:00Z",
+            "temperature_c": 10.0,
+        }
+    )
+    stage.process(batch(topic, 0, [reading("s1", "lyon", 10, 20.0), far_future]))
+    stage.process(batch(topic, 0, [reading("s1", "lyon", 200, 21.0)], first_offset=2))
+
+    assert counter(metrics.invalid, "future_timestamp") == 1
+    assert stage.safe_offsets() == {0: 2}  # only the open window of the last reading holds it
+    counted = [
+        item
+        for s in producer.to(stage.settings.topic_window_partials)
+        if s.key
+        for item in orjson.loads(s.value)["items"]
+    ]
+    assert sum(item["invalid"] for item in counted) == 1  # counted in a window that closed
