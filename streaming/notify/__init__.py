@@ -1,0 +1,1 @@
+"""The notification service: alerts from the alerts topic to people (``climatewatch notify``)."""
