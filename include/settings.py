@@ -131,12 +131,59 @@ class Settings(BaseSettings):
         ge=1000,
         description="How long the stream's producer (and the data-quality alerts') keeps retrying a record before its send counts as failed (ms); a failed send stops the stream without committing, and a restart publishes again.",
     )
+
+    # --- Notification service (`climatewatch notify`) ---------------------------------
+    notify_file: Path | None = Field(
+        None,
+        description="Routes and receivers of the notification service (TOML; see include/notify.example.toml). Unset: the webhook and SMTP settings below make the one default route.",
+    )
+    notify_group_id: str = Field(
+        "climatewatch-notify",
+        description="Consumer group of the notification service on the alerts topic.",
+    )
+    topic_notify_deliveries: str = Field(
+        "temperature-alerts-deliveries",
+        description="Compacted topic: the notification service's log of what each receiver accepted.",
+    )
+    topic_notify_dlq: str = Field(
+        "temperature-alerts-undeliverable",
+        description="Notifications a receiver refused for good, with the receiver and the last error.",
+    )
+    topic_silences: str = Field(
+        "temperature-alert-silences",
+        description="Compacted topic: silences and acknowledgements (`climatewatch alerts silence`, `ack`).",
+    )
+    notify_give_up_after_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A notification a receiver keeps failing (down, 5xx) is retried this long, then parked on the undeliverable topic.",
+    )
+    notify_metrics_port: int = Field(
+        9109, ge=0, le=65535, description="Port of the notification service's metrics (0: off)."
+    )
+    ui_base_url: str | None = Field(
+        None,
+        description="Base URL of the Airflow UI (e.g. http://localhost:8080): messages link to the region's ClimateWatch page.",
+    )
     webhook_url: str | None = Field(
-        None, description="Alerts are POSTed as JSON to this URL (Slack-compatible 'text' field)."
+        None,
+        description="Default route: alerts are POSTed as JSON to this URL (Slack-compatible 'text' field).",
+    )
+    webhook_hmac_secret: SecretStr | None = Field(
+        None,
+        description="Signs the default webhook's body (header X-ClimateWatch-Signature: sha256=<HMAC>).",
     )
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook call.")
-    smtp_host: str | None = Field(None, description="SMTP server for alert e-mails.")
-    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
+    smtp_host: str | None = Field(None, description="Default route: SMTP relay for alert e-mails.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="SMTP connection: starttls (587), tls (465) or none (a local relay only).",
+    )
+    smtp_username: str | None = Field(
+        None, description="SMTP login (AUTH), when the relay needs one."
+    )
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (never logged).")
     alert_email_from: str = Field("climatewatch@localhost", description="Sender of alert e-mails.")
     alert_email_to: str | None = Field(
         None, description="Comma-separated recipients of alert e-mails (with SMTP_HOST)."

@@ -15,6 +15,7 @@ from include.kafka_clients import kafka_errors, make_admin, translate_kafka_erro
 from include.settings import Settings
 
 TopicState = Literal["created", "exists", "mismatch"]
+COMPACTED = {"cleanup.policy": "compact"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ def topic_specs(settings: Settings, brokers: int = 1) -> list[TopicSpec]:
         TopicSpec(settings.topic_window_stats, settings.output_partitions, rf, dict(common)),
         TopicSpec(settings.topic_dlq, settings.readings_partitions, rf, readings),
         TopicSpec(settings.topic_window_partials, settings.output_partitions, rf, readings),
+        # The notification service's own: what each receiver accepted, and the silences
+        # and acks, kept by key for good (read whole at every start); what was refused.
+        TopicSpec(settings.topic_notify_deliveries, 1, rf, {**common, **COMPACTED}),
+        TopicSpec(settings.topic_silences, 1, rf, {**common, **COMPACTED}),
+        TopicSpec(settings.topic_notify_dlq, settings.output_partitions, rf, dict(common)),
     ]
 
 

@@ -8,7 +8,9 @@ import typer
 from rich.console import Console
 
 console = Console()
-alerts_app = typer.Typer(help="Alerts of the speed layer.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Alerts: follow them, silence a region, acknowledge one.", no_args_is_help=True
+)
 
 
 def stream(

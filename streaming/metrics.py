@@ -52,12 +52,6 @@ class StreamMetrics:
             ["rule", "status"],
             registry=r,
         )
-        self.notifications = Counter(
-            "climatewatch_stream_notifications",
-            "Notifier deliveries, by notifier and outcome.",
-            ["notifier", "outcome"],
-            registry=r,
-        )
         self.names = Gauge(
             "climatewatch_stream_known_names",
             "Regions and sensors the rules remember, by kind (retired ones are forgotten).",

@@ -10,7 +10,10 @@ group, so any number of instances share the work:
 * stage 2 (group ``climatewatch-alerts-regions``) reads the partials of the regions its
   partitions hold, closes regional windows on the lowest watermark of all input
   partitions, publishes them to ``temperature-window-stats``, runs the rules and
-  publishes alerts to ``temperature-alerts`` (key = region, ``acks=all``), then notifies.
+  publishes alerts to ``temperature-alerts`` (key = region, ``acks=all``), logging one
+  line per alert. The stream notifies no one: the notification service (``climatewatch
+  notify``, :mod:`streaming.notify`) reads the alerts topic in its own consumer group and
+  delivers them.
 
 **Delivery.** Offsets are committed only after everything derived from the records is
 acknowledged (one producer flush, every send's outcome checked, then the commits), and
@@ -56,7 +59,6 @@ from include.kafka_retry import BrokerLoss, ride_through
 from include.settings import Settings
 from streaming.checkpoint import Checkpoint, Input, StageListener
 from streaming.metrics import StreamMetrics
-from streaming.notify import Notifier
 from streaming.outputs import Outputs, delivery_options
 from streaming.retire import check_retire_after
 from streaming.rules import RulesConfig, load_rules
@@ -142,14 +144,12 @@ class StreamProcessor:
         rules: RulesConfig | None = None,
         *,
         metrics: StreamMetrics | None = None,
-        notifier: Notifier | None = None,
         wall_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_file)
         check_retire_after(settings, self.rules)  # before connecting: a mistake says so at once
         self.metrics = metrics or StreamMetrics()
-        self.notifier = notifier or Notifier(settings, self.metrics)
         self.clock = wall_clock
         self.stopping = threading.Event()
         self.producer = make_producer(
@@ -176,7 +176,6 @@ class StreamProcessor:
             settings,
             self.rules,
             self.metrics,
-            self.notifier,
             self.partials,
             self.outputs,
             self.clock,
@@ -321,7 +320,8 @@ class StreamProcessor:
 
     def close(self, *, commit: bool = True) -> None:
         """Finish: flush, commit (unless ``commit`` is false: after a failure), leave both
-        groups, stop the notifiers."""
+        groups, close the producer. (Alerts are delivered to people by the notification
+        service, ``climatewatch notify``, in its own consumer group: nothing to stop here.)"""
         try:
             if commit:
                 self.checkpoint.flush_and_commit()
@@ -335,7 +335,6 @@ class StreamProcessor:
                 self.readings.close,
                 self.partials.close,
                 lambda: close_producer(self.producer, timeout_s=10 if commit else 1),
-                self.notifier.close,
             ):
                 try:
                     close()

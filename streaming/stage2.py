@@ -6,9 +6,11 @@ window once the lowest watermark of all input partitions that reached that parti
 passes its end (a region's partials and the watermarks covering them share a partition,
 the only order Kafka keeps). Every closed window goes to the window-stats topic; the
 rules run once per window (:mod:`streaming.restore` remembers how far), and silence is
-judged on processing time; alerts go to the alerts topic, then to the notifiers. The
-offsets it leaves to commit (:meth:`PartialsStage.safe_offsets`) never pass the first
-partial of a window still open.
+judged on processing time; alerts go to the alerts topic, with one structured log line
+each (logger ``climatewatch.alerts``). Delivering them to people is the notification
+service's job (``climatewatch notify``, reading the alerts topic in its own consumer
+group), not the stream's. The offsets it leaves to commit
+(:meth:`PartialsStage.safe_offsets`) never pass the first partial of a window still open.
 
 A new assignment is adopted by the loop (:meth:`PartialsStage.adopt_assignment`), never
 on the client's IO thread: the lanes start empty and the rules' memory is rebuilt from
@@ -38,7 +40,6 @@ from include.contract import format_ts
 from include.events import Alert
 from include.settings import Settings
 from streaming.metrics import StreamMetrics
-from streaming.notify import Notifier
 from streaming.outputs import Outputs
 from streaming.restore import RuleMemory
 from streaming.retire import SENSOR_SWEEPS_PER_RETIRE_TIME, retired_message
@@ -47,6 +48,7 @@ from streaming.silence import INPUT, SilenceWatch, partition_of
 from streaming.windowing import NO_WATERMARK, Partial, RegionWindows
 
 log = logging.getLogger("climatewatch.stream")
+alerts_log = logging.getLogger("climatewatch.alerts")
 
 SILENCE_CHECK_EVERY_S = 1.0
 GONE_QUIET_S = 10  # a source unheard for this long no longer holds the others back
@@ -58,7 +60,6 @@ class PartialsStage:
         settings: Settings,
         rules: RulesConfig,
         metrics: StreamMetrics,
-        notifier: Notifier,
         consumer: Any,
         outputs: Outputs,
         clock: Callable[[], float],
@@ -66,7 +67,6 @@ class PartialsStage:
         self.settings = settings
         self.rules = rules
         self.metrics = metrics
-        self.notifier = notifier
         self.consumer = consumer  # the partials consumer: which partitions are ours
         self.outputs = outputs
         self.clock = clock
@@ -247,17 +247,18 @@ class PartialsStage:
         return produced
 
     def _alert_on(self, conditions: list[Condition]) -> int:
-        """Turn conditions into alert events: to the alerts topic, the metrics, the notifiers."""
+        """Turn conditions into alert events: to the alerts topic, the metrics, the log."""
         tracker = self.memory.tracker
         return self._publish(
             alert for condition in conditions if (alert := tracker.update(condition)) is not None
         )
 
     def _publish(self, alerts: Iterable[Alert]) -> int:
+        """Publish each alert to the alerts topic and log it; returns how many."""
         produced = 0
         for alert in alerts:
             self.outputs.alert(alert)
-            self.notifier.notify(alert)
+            log_alert(alert)
             produced += 1
         return produced
 
@@ -273,3 +274,20 @@ class PartialsStage:
                     continue  # ours (known first-hand), nothing left to read, or gone quiet
                 others[source] = max(watermark, others.get(source, NO_WATERMARK))
         return others
+
+
+def log_alert(alert: Alert) -> None:
+    """The structured line of a published alert, on logger ``climatewatch.alerts``."""
+    alerts_log.warning(
+        "alert %s %s %s",
+        alert.status,
+        alert.rule,
+        alert.region,
+        extra={
+            "alert_id": alert.alert_id,
+            "severity": alert.severity,
+            "value": alert.value,
+            "threshold": alert.threshold,
+            "text": alert.message,
+        },
+    )

@@ -9,7 +9,6 @@ never see each other's records.
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ with warnings.catch_warnings():
     from include.topics import ensure_topics
 
 from tests.fixtures.markers import refuse_unmarked_tests  # noqa: E402 (after the env clean-up)
+from tests.fixtures.topics import unique_names  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,17 +55,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
 @pytest.fixture
 def kafka_settings(kafka_broker: LocalBroker, tmp_path: Path) -> Settings:
     """Settings pointing at the session broker, with topics of this test only (created)."""
-    suffix = uuid.uuid4().hex[:8]
     settings = load_settings(
         bootstrap_servers=kafka_broker.bootstrap,
         data_dir=tmp_path / "data",
-        topic_readings=f"temperature-data-{suffix}",
-        topic_alerts=f"temperature-alerts-{suffix}",
-        topic_window_stats=f"temperature-window-stats-{suffix}",
-        topic_dlq=f"temperature-data-{suffix}.dlq",
-        topic_window_partials=f"temperature-window-partials-{suffix}",
-        stream_group_id=f"climatewatch-alerts-{suffix}",
+        **unique_names(),
         metrics_port=0,
+        notify_metrics_port=0,
         kafka_timeout_ms=5000,
     )
     ensure_topics(settings)

@@ -48,6 +48,7 @@ CLIMATEWATCH_SERVICES = (
     "topics-init",
     "simulator",
     "stream",
+    "notify",
     "airflow-init",
     "airflow-api-server",
     "airflow-scheduler",
@@ -128,12 +129,13 @@ def test_environment_uses_only_real_settings(compose: dict) -> None:
                 assert variable in known, f"{name} sets unknown {variable}"
 
 
-def test_stream_and_simulator_wait_for_the_topics(compose: dict) -> None:
-    assert compose["services"]["stream"]["command"] == ["climatewatch", "stream"]
-    assert (
-        compose["services"]["stream"]["depends_on"]["topics-init"]["condition"]
-        == "service_completed_successfully"
-    )
+def test_stream_notify_and_simulator_wait_for_the_topics(compose: dict) -> None:
+    for name in ("stream", "notify"):
+        assert compose["services"][name]["command"] == ["climatewatch", name]
+        assert (
+            compose["services"][name]["depends_on"]["topics-init"]["condition"]
+            == "service_completed_successfully"
+        )
 
 
 def test_simulator_is_a_profile_and_waits_for_topics(compose: dict) -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLIENT_ROLES = ("stream", "archiver", "simulator", "quality")
+CLIENT_ROLES = ("stream", "archiver", "simulator", "quality", "notifier")
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
@@ -354,6 +354,9 @@ def role_grants(settings: Settings) -> list[Grant]:
       no consumer group, writes nothing to Kafka.
     * ``simulator`` (``climatewatch simulate`` and ``replay``): produces readings.
     * ``quality`` (the data-quality check's ``publish_alerts``): produces alerts.
+    * ``notifier`` (``climatewatch notify``, ``alerts silence``/``ack``): consumes alerts in
+      group ``NOTIFY_GROUP_ID``; reads and writes its delivery log and the silences (assign
+      + seek, no group); produces undeliverable notifications.
 
     DESCRIBE (metadata, offsets) is implied by READ and WRITE; it is granted explicitly
     all the same. Idempotent producers need no cluster ACL: WRITE on a topic implies
@@ -373,6 +376,12 @@ def role_grants(settings: Settings) -> list[Grant]:
         "archiver": {topic: ("READ", "DESCRIBE") for topic in (readings, alerts, stats)},
         "simulator": {readings: ("WRITE", "DESCRIBE")},
         "quality": {alerts: ("WRITE", "DESCRIBE")},
+        "notifier": {
+            alerts: ("READ", "DESCRIBE"),
+            settings.topic_notify_deliveries: ("READ", "WRITE", "DESCRIBE"),
+            settings.topic_silences: ("READ", "WRITE", "DESCRIBE"),
+            settings.topic_notify_dlq: ("WRITE", "DESCRIBE"),
+        },
     }
     grants = [
         Grant(role, operation, "topic", topic)
@@ -384,6 +393,7 @@ def role_grants(settings: Settings) -> list[Grant]:
         Grant("stream", "READ", "group", group)
         for group in (settings.stream_group_id, f"{settings.stream_group_id}-regions")
     ]
+    grants.append(Grant("notifier", "READ", "group", settings.notify_group_id))
     return grants
 
 

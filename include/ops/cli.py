@@ -19,6 +19,8 @@ from rich.console import Console
 from include.errors import ClimateWatchError
 from include.settings import Settings, describe_settings, get_settings
 from streaming.cli import alerts_app, stream
+from streaming.notify.cli import notify
+from streaming.notify.cli import register as register_alert_commands
 from warehouse.archive.cli import archive_app
 from warehouse.quality.cli import quality_app
 from warehouse.report.cli import report_command
@@ -43,6 +45,8 @@ app.add_typer(archive_app, name="archive")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(quality_app, name="quality")
 app.command("stream")(stream)
+app.command("notify")(notify)
+register_alert_commands(alerts_app)
 app.add_typer(alerts_app, name="alerts")
 app.command("sql")(sql_command)
 app.command("backtest")(backtest_command)

@@ -2,10 +2,11 @@
 
 Starts what is not already running — the local Kafka broker and topics, a real Airflow 3
 (API server, scheduler, DAG processor, triggerer; SQLite, LocalExecutor), the streaming
-consumer — then runs the simulator in real time with a heat wave and a trickle of
-malformed records. The terminal shows readings sent and arrived per region, alerts,
-archive lag and DAG runs, with the Airflow URL and login, the DuckDB file and the report
-as soon as they exist. Ctrl-C stops what the demo started, in reverse order; the next run
+consumer and the notification service — then runs the simulator in real time with a heat
+wave and a trickle of malformed records. The terminal shows readings sent and arrived per
+region, alerts, archive lag and DAG runs, with the Airflow URL and login, the DuckDB file
+and the report as soon as they exist; with no receiver configured, the notification
+service delivers to a local webhook the demo starts, and each notification is printed. Ctrl-C stops what the demo started, in reverse order; the next run
 resumes from the same data directory.
 """
 
@@ -47,6 +48,7 @@ class DemoStatus:
     warehouse: Path | None = None
     report: Path | None = None
     problem: str = ""
+    notifications: Any = None  # the demo's webhook sink (include.ops.webhook_sink), if any
 
 
 class TopicWatcher(threading.Thread):
@@ -162,6 +164,13 @@ def status_view(stats: SimulationStats, status: DemoStatus, airflow_url: str, lo
     pipeline.add_row("alerts", alerts)
     if status.last_alert:
         pipeline.add_row("last alert", status.last_alert[:100])
+    sink = status.notifications
+    if sink is not None:
+        with sink.received.lock:
+            count, last = sink.received.count, sink.received.last
+        pipeline.add_row("notifications", f"{count} received at {sink.url}")
+        if last:
+            pipeline.add_row("last notification", last[:100])
     pipeline.add_row(
         "archive lag", "…" if status.archive_lag is None else f"{status.archive_lag:,} readings"
     )
@@ -194,9 +203,16 @@ def run_demo(
     from include.kafka_local.cluster import LocalCluster
     from include.kafka_local.jars import fetch_jars
     from include.ops.stack import Supervisor
+    from include.ops.webhook_sink import WebhookSink
 
     os.environ.update(DEMO_ENVIRONMENT)
-    settings = load_settings(**{**settings.model_dump(), "archive_interval_minutes": 1})
+    overrides: dict[str, Any] = {"archive_interval_minutes": 1}
+    sink = None
+    if settings.notify_file is None and settings.webhook_url is None:
+        # nobody to notify yet: the notification service delivers to a receiver we show
+        sink = WebhookSink().start()
+        overrides["webhook_url"] = sink.url
+    settings = load_settings(**{**settings.model_dump(), **overrides})
     fetch_jars(settings)
     cluster = LocalCluster.from_settings(settings)
     started_kafka = _start_kafka(settings, cluster, console)
@@ -208,7 +224,7 @@ def run_demo(
         airflow_url, login, client = _start_services(
             settings, supervisor, started, console, api_port
         )
-        status = DemoStatus()
+        status = DemoStatus(notifications=sink)
         watcher = TopicWatcher(settings, status, stop)
         watcher.start()
         watcher.ready.wait(timeout=30)
@@ -223,7 +239,7 @@ def run_demo(
             malformed_ratio=0.005,
         )
         view = functools.partial(status_view, stats, status, airflow_url, login)
-        _simulate(settings, config, stats, stop, console, view, duration_s)
+        _simulate(settings, config, stats, stop, console, view, duration_s, sink)
     except KeyboardInterrupt:
         console.print("stopping …")
     finally:
@@ -235,6 +251,8 @@ def run_demo(
             with contextlib.suppress(Exception):
                 cluster.stop()
                 console.print("Kafka broker stopped")
+        if sink is not None:
+            sink.stop()
         console.print(f"demo stopped: {stats.sent:,} readings sent, {stats.failed} failed")
 
 
@@ -275,6 +293,7 @@ def _simulate(
     console: Console,
     view: Callable[[], Group],
     duration_s: float | None,
+    sink: Any = None,
 ) -> None:
     """Run the simulator in a thread and refresh the status view every second."""
     simulator = threading.Thread(
@@ -291,7 +310,20 @@ def _simulate(
     )
     deadline = time.monotonic() + duration_s if duration_s else None
     with Live(console=console, refresh_per_second=1) as live:
+        shown = 0
         while simulator.is_alive() and (deadline is None or time.monotonic() < deadline):
             live.update(view())
+            shown = _print_new_notifications(live.console, sink, shown)
             time.sleep(1)
         live.update(view())
+
+
+def _print_new_notifications(console: Console, sink: Any, shown: int) -> int:
+    """One terminal line per notification the demo's receiver got since the last call."""
+    if sink is None:
+        return shown
+    with sink.received.lock:
+        count, last = sink.received.count, sink.received.last
+    if count > shown:
+        console.print(f"notification received ({count} so far): {last[:160]}")
+    return count

@@ -278,6 +278,15 @@ def stream_service(settings: Settings) -> Service:
     )
 
 
+def notify_service(settings: Settings) -> Service:
+    return Service(
+        "notify",
+        [str(BIN / "climatewatch"), "notify"],
+        settings_environment(settings),
+        ready_timeout_s=60,
+    )
+
+
 def simulator_service(rate: float = 50.0) -> Service:
     return Service(
         "simulator",
@@ -302,10 +311,14 @@ def stack_services(
     settings: Settings, *, api_port: int = 8080, simulate: bool = False, rate: float = 50.0
 ) -> list[Service]:
     """Every long-running service of ``climatewatch up``, in start order (Kafka apart)."""
-    services = [*airflow_services(settings, api_port=api_port), stream_service(settings)]
+    services = [
+        *airflow_services(settings, api_port=api_port),
+        stream_service(settings),
+        notify_service(settings),
+    ]
     if simulate:
         services.append(simulator_service(rate))
     return services
 
 
-STACK_ORDER = (*AIRFLOW_COMPONENTS, "stream", "simulator")
+STACK_ORDER = (*AIRFLOW_COMPONENTS, "stream", "notify", "simulator")

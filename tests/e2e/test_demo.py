@@ -1,6 +1,6 @@
-"""`make demo` as a user runs it: within 5 minutes a heat alert, a successful run of each
-DAG, a report when the report DAG is there, a working `climatewatch sql`; then Ctrl-C
-leaves no process behind (checked in the process table)."""
+"""`make demo` as a user runs it: within 5 minutes a heat alert and its notification, a
+successful run of each DAG, a report when the report DAG is there, a working
+`climatewatch sql`; then Ctrl-C leaves no process behind (checked in the process table)."""
 
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ def test_demo_runs_the_whole_product_and_ctrl_c_stops_everything(tmp_path: Path)
             seen["heat alert"] = any(
                 a.rule == "heat" and a.status == "firing" for a in alerts(settings)
             )
+            # the notification service delivered it to the demo's webhook receiver
+            seen["notification"] = "notification received" in log.read_text()
             for dag_id in expected_dags:
                 try:
                     seen[f"DAG {dag_id}"] = any(
@@ -118,7 +120,7 @@ def test_demo_runs_the_whole_product_and_ctrl_c_stops_everything(tmp_path: Path)
                 timeout=60,
             )
             seen["climatewatch sql"] = query.returncode == 0 and "marseille" in query.stdout
-            if all(seen.values()) and len(seen) >= 3 + len(expected_dags) - 1:
+            if all(seen.values()) and len(seen) >= 4 + len(expected_dags) - 1:
                 break
         assert all(seen.values()), f"after {DEADLINE_S}s: {seen}\n{log.read_text()[-3000:]}"
         output = log.read_text()

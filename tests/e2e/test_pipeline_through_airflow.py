@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from include.simulator import SimulationConfig, generate
 from include.topics import ensure_topics
 from streaming.processor import StreamProcessor
 from tests.fixtures.stream import alerts as alerts_on_topic
+from tests.fixtures.topics import unique_names
 from warehouse.archive.ledger import Ledger
 
 pytestmark = [pytest.mark.airflow, pytest.mark.kafka, pytest.mark.slow]
@@ -53,16 +53,11 @@ class RunningAirflow:
 def airflow(
     kafka_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningAirflow]:
-    suffix = uuid.uuid4().hex[:8]
     data_dir = tmp_path_factory.mktemp("e2e") / "data"
     settings = load_settings(
         bootstrap_servers=kafka_broker.bootstrap,
         data_dir=data_dir,
-        topic_readings=f"e2e-readings-{suffix}",
-        topic_alerts=f"e2e-alerts-{suffix}",
-        topic_window_stats=f"e2e-window-stats-{suffix}",
-        topic_dlq=f"e2e-readings-{suffix}.dlq",
-        topic_window_partials=f"e2e-window-partials-{suffix}",
+        **unique_names("e2e"),
         archive_interval_minutes=24 * 60,  # only the runs this test triggers
     )
     ensure_topics(settings)

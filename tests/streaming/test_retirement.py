@@ -8,6 +8,7 @@ restart rebuilds stage 2 from what was published (the topics' tails, without a b
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,17 +47,6 @@ FLOOD = 10_000
 RETIRED = "retired: "  # how the message of an alert resolved by a retirement begins
 
 
-class FakeNotifier:
-    def __init__(self) -> None:
-        self.notified: list[Alert] = []
-
-    def notify(self, alert: Alert) -> None:
-        self.notified.append(alert)
-
-    def close(self) -> None:
-        pass
-
-
 class Pipeline:
     """Stage 1 → stage 2 on one recorded producer; ``published`` keeps every alert and
     window-stats record, as the topics would."""
@@ -67,7 +57,7 @@ class Pipeline:
         )
         self.rules = load_rules()
         self.metrics, self.clock = StreamMetrics(), Clock(time.monotonic())
-        self.producer, self.notifier = FakeProducer(), FakeNotifier()
+        self.producer = FakeProducer()
         self.outputs = Outputs(self.settings, self.producer, self.metrics)
         self.stage1 = ReadingsStage(
             self.settings, self.rules, self.metrics, FakeConsumer(), self.outputs, self.clock
@@ -91,7 +81,6 @@ class Pipeline:
             self.settings,
             self.rules,
             self.metrics,
-            self.notifier,
             consumer,
             self.outputs,
             self.clock,
@@ -169,7 +158,10 @@ def per_name_sizes(p: Pipeline) -> dict[str, int]:
 
 
 # --- a region ----------------------------------------------------------------------------------
-def test_a_retired_region_s_alerts_resolve_with_the_reason_and_it_is_forgotten(tmp_path) -> None:
+def test_a_retired_region_s_alerts_resolve_with_the_reason_and_it_is_forgotten(
+    tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="climatewatch.alerts")
     p = Pipeline(tmp_path)
     p.feed(*hot_minute())
     p.feed(advance_s=121)  # lyon and oslo silent
@@ -188,7 +180,18 @@ def test_a_retired_region_s_alerts_resolve_with_the_reason_and_it_is_forgotten(t
         assert alert.message == f"{RETIRED}not heard from for 601 s"
         assert alert.alert_id == firing[rule].alert_id  # the Alert contract: same id
         assert Alert.from_json(alert.to_json()) == alert
-    assert set(resolved.values()) <= set(p.notifier.notified)
+    # published to the alerts topic (keyed by region), where the notification service
+    # reads them, each with its structured log line
+    topic = p.published[p.settings.topic_alerts]
+    published = {Alert.from_json(r.value) for r in topic if r.key == b"lyon"}
+    assert set(resolved.values()) <= published
+    logged = {
+        (r.getMessage(), r.alert_id, r.text)
+        for r in caplog.records
+        if r.name == "climatewatch.alerts"
+    }
+    lines = {(f"alert resolved {a.rule} lyon", a.alert_id, a.message) for a in resolved.values()}
+    assert lines <= logged
     assert not of(p.alerts(), "oslo", "resolved")[0].message.startswith(RETIRED)
 
     stage = p.stage2

@@ -6,6 +6,7 @@ between the stages is exercised without a broker.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import orjson
@@ -35,20 +36,15 @@ pytestmark = pytest.mark.unit
 RULES = load_rules()  # 60 s windows, 30 s allowed lateness, heat above 30 °C
 
 
-class FakeNotifier:
-    def __init__(self) -> None:
-        self.notified: list[Alert] = []
-
-    def notify(self, alert: Alert) -> None:
-        self.notified.append(alert)
-
-    def close(self) -> None:
-        pass
+def alert_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The structured lines logged for the alerts published (logger climatewatch.alerts)."""
+    return [r for r in caplog.records if r.name == "climatewatch.alerts"]
 
 
 @pytest.fixture
-def pipeline(tmp_path):
+def pipeline(tmp_path, caplog):
     """A real stage 1 feeding stage 2 through recorded sends (one input partition)."""
+    caplog.set_level(logging.WARNING, logger="climatewatch.alerts")
     settings = unit_settings(tmp_path)
     metrics, clock = StreamMetrics(), Clock(time.monotonic())
     upstream = FakeProducer()
@@ -61,12 +57,11 @@ def pipeline(tmp_path):
     partials_consumer.assigned = {
         TopicPartition(settings.topic_window_partials, p) for p in PARTIALS_PARTITIONS
     }
-    producer, notifier = FakeProducer(), FakeNotifier()
+    producer = FakeProducer()
     stage2 = PartialsStage(
         settings,
         RULES,
         metrics,
-        notifier,
         partials_consumer,
         Outputs(settings, producer, metrics),
         clock,
@@ -82,7 +77,7 @@ def pipeline(tmp_path):
         stage1.process(batch(settings.topic_readings, 0, list(values), first_offset))
         return as_records(upstream.to(settings.topic_window_partials), partials_offsets)
 
-    return stage2, readings, producer, notifier, metrics, clock
+    return stage2, readings, producer, metrics, clock
 
 
 def hot_minute() -> list[bytes]:
@@ -98,8 +93,8 @@ def stats(producer: FakeProducer, topic: str) -> list[WindowStats]:
     return [WindowStats.from_json(s.value) for s in producer.to(topic)]
 
 
-def test_closed_windows_are_published_and_the_rules_alert_once(pipeline) -> None:
-    stage, readings, producer, notifier, metrics, _ = pipeline
+def test_closed_windows_are_published_and_the_rules_alert_once(pipeline, caplog) -> None:
+    stage, readings, producer, metrics, _ = pipeline
     settings = stage.settings
     produced = stage.process(readings(*hot_minute()))
 
@@ -111,7 +106,16 @@ def test_closed_windows_are_published_and_the_rules_alert_once(pipeline) -> None
 
     (alert,) = [Alert.from_json(s.value) for s in producer.to(settings.topic_alerts)]
     assert (alert.rule, alert.region, alert.status) == ("heat", "lyon", "firing")
-    assert notifier.notified == [alert]
+    (line,) = alert_lines(caplog)  # the structured line of the one alert published
+    assert line.levelno == logging.WARNING
+    assert line.getMessage() == "alert firing heat lyon"
+    assert (line.alert_id, line.severity, line.value, line.threshold, line.text) == (
+        alert.alert_id,
+        alert.severity,
+        alert.value,
+        alert.threshold,
+        alert.message,
+    )
     assert counter(metrics.alerts, "heat", "firing") == 1
     assert counter(metrics.windows, "watermark") == 2
     assert produced == 3
@@ -119,11 +123,12 @@ def test_closed_windows_are_published_and_the_rules_alert_once(pipeline) -> None
 
 
 def test_windows_closed_again_after_a_restart_are_republished_never_evaluated_twice(
-    pipeline,
+    pipeline, caplog
 ) -> None:
-    stage, readings, producer, notifier, *_ = pipeline
+    stage, readings, producer, *_ = pipeline
     poll = readings(*hot_minute())
     stage.process(poll)
+    assert len(producer.to(stage.settings.topic_alerts)) == 1
     producer.sent.clear()
 
     stage.lanes = {}  # a new assignment starts empty; the rules' memory says what ran
@@ -133,7 +138,7 @@ def test_windows_closed_again_after_a_restart_are_republished_never_evaluated_tw
         "oslo",
     }
     assert producer.to(stage.settings.topic_alerts) == []
-    assert len(notifier.notified) == 1
+    assert len(alert_lines(caplog)) == 1  # the one alert of the first run, logged once
 
 
 def test_a_partial_sent_again_to_a_closed_window_changes_nothing(pipeline) -> None:
@@ -169,7 +174,7 @@ def test_offsets_left_to_commit_stop_at_the_first_partial_of_an_open_window(pipe
 
 
 def test_a_region_unheard_for_its_silence_limit_alerts(pipeline) -> None:
-    stage, readings, producer, _, _, clock = pipeline
+    stage, readings, producer, _, clock = pipeline
     stage.process(readings(*hot_minute()))
     producer.sent.clear()
 
@@ -190,7 +195,7 @@ def test_a_region_unheard_for_its_silence_limit_alerts(pipeline) -> None:
 
 
 def test_watermarks_of_other_instances_backlogs_feed_the_alignment(pipeline) -> None:
-    stage, _, _, _, _, clock = pipeline
+    stage, _, _, _, clock = pipeline
     topic = stage.settings.topic_window_partials
 
     def heartbeat(source: int, watermark: int, caught_up: bool) -> bytes:

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -34,6 +33,7 @@ from include.topics import ensure_topics
 from streaming.processor import StreamProcessor
 from tests.fixtures.settings import settings_env
 from tests.fixtures.stream import SCENARIO_START, alerts, scenario
+from tests.fixtures.topics import unique_names
 from tests.streaming.test_stream_delivery import PROCESSING_TIME_RULES, eventful_scenario
 from tests.warehouse.quality.test_publish_alerts import quality_alert
 from warehouse.quality.validate import publish_alerts
@@ -66,16 +66,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 def cluster_settings(cluster: LocalCluster, data_dir: Path) -> Settings:
     """Settings on ``cluster`` with topics of their own (created, fully in sync)."""
-    suffix = uuid.uuid4().hex[:8]
     settings = load_settings(
         bootstrap_servers=cluster.bootstrap,
         data_dir=data_dir,
-        topic_readings=f"temperature-data-{suffix}",
-        topic_alerts=f"temperature-alerts-{suffix}",
-        topic_window_stats=f"temperature-window-stats-{suffix}",
-        topic_dlq=f"temperature-data-{suffix}.dlq",
-        topic_window_partials=f"temperature-window-partials-{suffix}",
-        stream_group_id=f"climatewatch-alerts-{suffix}",
+        **unique_names(),
         metrics_port=0,
         kafka_timeout_ms=5000,
     )

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,13 +32,16 @@ from include.kafka_clients import kafka_errors, make_admin, make_consumer, make_
 from include.processes import free_port
 from include.settings import Settings, load_settings
 from include.simulator import SimulationConfig, run_simulation
+from streaming.notify.config import NotifyConfig, Route, WebhookReceiver
+from streaming.notify.service import NotifyService
 from tests.fixtures.kafka import role_env
+from tests.fixtures.notify_servers import WebhookServer
 from tests.fixtures.stream import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 CLI = str(Path(sys.executable).with_name("climatewatch"))
-ROLES = ["admin", "archiver", "quality", "simulator", "stream"]
+ROLES = ["admin", "archiver", "notifier", "quality", "simulator", "stream"]
 SCENARIO_START = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 
 
@@ -144,7 +148,9 @@ def simulate(settings: Settings, **options: Any) -> int:
 # --- the CLI and authentication ----------------------------------------------------------------
 def test_cli_starts_the_secure_cluster_and_writes_settings_per_role(secure: SecureCluster) -> None:
     assert "SASL/SCRAM-SHA-512 on" in secure.started.stdout
-    assert "roles stream, archiver, simulator, quality" in secure.started.stdout
+    assert "roles stream, archiver, simulator, quality, notifier" in " ".join(
+        secure.started.stdout.split()
+    )
     clients = secure.kafka_dir / "clients"
     assert sorted(p.name for p in clients.iterdir()) == [f"{role}.env" for role in ROLES]
     for role in ROLES:
@@ -267,6 +273,49 @@ def test_quality_publishes_its_alert_as_quality(secure: SecureCluster) -> None:
     archiver = secure.settings("archiver")
     published = [Alert.from_json(r.value) for r in read_topic(archiver, archiver.topic_alerts)]
     assert alert in published
+
+
+def test_notifier_delivers_as_notifier_and_writes_only_its_own_topics(
+    secure: SecureCluster,
+) -> None:
+    now = format_ts(datetime.now(UTC))
+    alert = Alert(
+        alert_id=f"heat-{uuid.uuid4().hex}",
+        rule="heat",
+        severity="warning",
+        region="secured",
+        window_start=now,
+        window_end=now,
+        value=35.0,
+        threshold=30.0,
+        status="firing",
+        message="probe from the security tests",
+        emitted_at=now,
+    )
+    send_one(secure.settings("stream"), secure.settings("stream").topic_alerts)  # not an alert
+    producer = make_producer(secure.settings("stream"))
+    producer.send(alert_topic := secure.settings("stream").topic_alerts, alert.to_json(), b"s")
+    producer.flush(timeout=20)
+    producer.close(timeout=5)
+    notifier = secure.settings("notifier")
+    with WebhookServer() as hook:
+        config = NotifyConfig({"hook": WebhookReceiver("hook", hook.url)}, Route(("hook",)))
+        service = NotifyService(notifier, config)
+        thread = threading.Thread(target=service.run, kwargs={"max_runtime_s": 60}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        try:
+            while not any(alert.alert_id.encode() in m.body for m in hook.messages):
+                assert time.monotonic() < deadline, "the alert did not reach the webhook in 60 s"
+                time.sleep(0.2)
+        finally:
+            service.stop()
+            thread.join(timeout=60)
+    assert alert_topic == notifier.topic_alerts
+    with pytest.raises(kafka_errors.TopicAuthorizationFailedError):
+        send_one(notifier, notifier.topic_alerts)  # it reads alerts, never writes them
+    with pytest.raises(kafka_errors.TopicAuthorizationFailedError):
+        poll_partition_zero(notifier, notifier.topic_readings)
 
 
 # --- what a role was not granted ---------------------------------------------------------------

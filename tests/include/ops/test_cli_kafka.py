@@ -58,7 +58,7 @@ def test_start_twice_stop_twice_and_status(broker_env: dict[str, str]) -> None:
 
     topics = run_cli("topics", "create", env=broker_env)
     assert topics.returncode == 0, topics.stderr
-    assert topics.stdout.count("created") == 5
+    assert topics.stdout.count("created") == 8
     again = run_cli("topics", "create", env=broker_env)
     assert "nothing to change" in again.stdout and "created" not in again.stdout
 
