@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from include.contract import format_ts, parse_timestamp
+from include.contract import format_ts
 from include.errors import ClimateWatchError
 from include.events import Alert
 from include.kafka_clients import make_consumer, make_producer
@@ -456,31 +456,30 @@ class NotifyService:
 
     # --- reminders and ended silences -------------------------------------------------------
     def _sweep(self) -> None:
+        """Reminders that are due, and silenced alerts whose silence ended while they still
+        fire. Runs every second over what fires now: the cheap tests come first."""
         now = self.clock()
+        now_s = now.timestamp()
         with self._lock:
             candidates = self.log_state.firing()
-        for delivery in candidates:
-            if delivery.receiver not in self.workers or delivery.key in self.swept:
-                continue
-            route = ResolvedRoute(delivery.receiver, (), 0.0, delivery.repeat_interval_s, "log")
-            if delivery.state == "silenced":
-                if self.silences.silencing(delivery.alert, now) is not None:
+        for delivery, at_s in candidates:
+            if delivery.state == "delivered":
+                repeat = delivery.repeat_interval_s
+                if repeat <= 0 or now_s - at_s < repeat:
                     continue
-                sequence = 0  # its silence ended while it still fires: deliver it now
-            elif delivery.state == "delivered":
-                if self.silences.acked(delivery.alert.alert_id) or delivery.repeat_interval_s <= 0:
-                    continue
-                at = parse_timestamp(delivery.at)
-                if not isinstance(at, datetime):
-                    continue
-                if (now - at).total_seconds() < delivery.repeat_interval_s:
-                    continue
-                if self.silences.silencing(delivery.alert, now) is not None:
+                if self.silences.acked(delivery.alert.alert_id):
                     continue
                 sequence = delivery.sequence + 1
+            elif delivery.state == "silenced":
+                sequence = 0  # delivered now if its silence ended while it still fires
             else:
                 continue  # parked: on the undeliverable topic, for a person to look at
+            if delivery.receiver not in self.workers or delivery.key in self.swept:
+                continue
+            if self.silences.silencing(delivery.alert, now) is not None:
+                continue
             self.swept.add(delivery.key)
+            route = ResolvedRoute(delivery.receiver, (), 0.0, delivery.repeat_interval_s, "log")
             notification = Notification(
                 delivery.receiver, (delivery.alert,), delivery.alert.region, sequence
             )

@@ -86,7 +86,8 @@ class DeliveryLog:
 
     def __init__(self) -> None:
         self.done: dict[bytes, Delivery] = {}
-        self.open: dict[bytes, Delivery] = {}
+        # firing, not resolved for its receiver: (the delivery, when it was made, epoch s)
+        self.open: dict[bytes, tuple[Delivery, float]] = {}
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -103,7 +104,8 @@ class DeliveryLog:
         if delivery.alert.status == "resolved":
             self.open.pop(delivery_key(receiver, alert_id, "firing"), None)
         elif not self.resolved(receiver, alert_id):
-            self.open[key] = delivery
+            at = _instant(delivery.at)
+            self.open[key] = (delivery, at.timestamp() if at is not None else 0.0)
 
     def get(self, receiver: str, alert: Alert) -> Delivery | None:
         return self.done.get(delivery_key(receiver, alert.alert_id, alert.status))
@@ -112,9 +114,10 @@ class DeliveryLog:
         """Has this receiver been told (or been spared, silenced) that the alert resolved?"""
         return delivery_key(receiver, alert_id, "resolved") in self.done
 
-    def firing(self) -> list[Delivery]:
-        """Firing alerts not resolved for their receiver: the candidates for reminders and
-        for delivery once their silence ends."""
+    def firing(self) -> list[tuple[Delivery, float]]:
+        """Firing alerts not resolved for their receiver, with when each was delivered (or
+        silenced, epoch s): the candidates for reminders and for delivery once their
+        silence ends."""
         return list(self.open.values())
 
     def expired(self, now: datetime, retention: timedelta) -> list[bytes]:
