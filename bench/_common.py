@@ -222,3 +222,28 @@ def run_phase_process(
         stderr = done.stderr if stderr_chars is None else done.stderr[-stderr_chars:]
         raise SystemExit(f"phase {phase} failed:\n{stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def hop_probe(settings: Settings, topic: str, ready: Any, stop: Any, results: Any) -> None:
+    """One Kafka hop, the latency baseline (run in its own process): the age of each record
+    of ``topic`` when a bare consumer's poll returns it, from produce time; its own group,
+    from the latest offset. Puts the list of ages (s) on ``results`` once ``stop`` is set."""
+    import uuid
+
+    from include.kafka_clients import make_consumer
+
+    consumer = make_consumer(
+        settings, topic, group_id=f"bench-hop-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest"
+    )
+    while not consumer.assignment():
+        consumer.poll(timeout_ms=100)
+    for tp in consumer.assignment():
+        consumer.position(tp)  # resolve "latest" now, before the first record is sent
+    ready.set()
+    ages: list[float] = []
+    while not stop.is_set():
+        for batch in consumer.poll(timeout_ms=20).values():
+            now = time.time()
+            ages.extend(now - record.timestamp / 1000 for record in batch)
+    results.put(ages)
+    consumer.close()

@@ -32,6 +32,7 @@ from bench._common import (
     WINDOW_S,
     AlertWatcher,
     alert_latencies,
+    hop_probe,
     peak_rss_mb,
     percentile,
     start_stream,
@@ -40,7 +41,7 @@ from bench._common import (
 )
 from include.contract import Reading, reading_key, serialize_reading
 from include.events import Alert
-from include.kafka_clients import make_consumer, make_producer
+from include.kafka_clients import make_producer
 
 TOGGLE_S = 6  # WINDOW_S and LATENESS_S: the short windows of bench/_common.py
 TOGGLING_REGIONS = 10  # r00..r09, their heat waves starting 0, 2 or 4 s into a toggle
@@ -51,23 +52,6 @@ def is_hot(region_index: int, seconds_in: float) -> bool:
         return False
     phase = (region_index % (TOGGLE_S // WINDOW_S)) * WINDOW_S
     return int(seconds_in + phase) // TOGGLE_S % 2 == 1
-
-
-def delivery_probe(settings: Any, ready: Any, stop: Any, results: Any) -> None:
-    """The baseline: age of each reading when a bare consumer's poll returns it."""
-    consumer = make_consumer(
-        settings, settings.topic_readings, group_id="bench-delivery", auto_offset_reset="latest"
-    )
-    while not consumer.assignment():
-        consumer.poll(timeout_ms=100)
-    ready.set()
-    ages: list[float] = []
-    while not stop.is_set():
-        for batch in consumer.poll(timeout_ms=20).values():
-            now = time.time()
-            ages.extend(now - record.timestamp / 1000 for record in batch)
-    results.put((statistics.median(ages), percentile(ages, 0.99)) if ages else None)
-    consumer.close()
 
 
 @dataclass
@@ -96,7 +80,8 @@ def start_probe(settings: Any) -> tuple[Any, Any, Any, Any]:
     ctx = mp.get_context("spawn")
     probe_ready, probe_stop, probe_results = ctx.Event(), ctx.Event(), ctx.Queue()
     probe = ctx.Process(
-        target=delivery_probe, args=(settings, probe_ready, probe_stop, probe_results)
+        target=hop_probe,
+        args=(settings, settings.topic_readings, probe_ready, probe_stop, probe_results),
     )
     probe.start()
     return probe, probe_ready, probe_stop, probe_results
@@ -151,7 +136,8 @@ def measure(broker: Any, tmp: Path, rate: float, seconds: float) -> Run:
         rss = peak_rss_mb(stream.pid)
 
         probe_stop.set()
-        baseline = probe_results.get(timeout=120)
+        ages = probe_results.get(timeout=120)
+        baseline = (statistics.median(ages), percentile(ages, 0.99)) if ages else None
         probe.join(timeout=30)
         producer.close()
     finally:
