@@ -118,5 +118,5 @@ class ResolvedRoute:
 class NotifyConfig:
     receivers: dict[str, Receiver] = field(default_factory=dict)
     route: Route = field(default_factory=Route)
-    # Link in messages: <ui_base_url>/climatewatch/regions/<region>; None: no link.
+    # Link in messages: <ui_base_url>/climatewatch/?region=<region>; None: no link.
     ui_base_url: str | None = None
