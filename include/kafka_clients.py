@@ -34,6 +34,13 @@ with warnings.catch_warnings():
 
 T = TypeVar("T")
 
+# A group member between revocation and assignment polls this long. kafka-python 3.0.12
+# applies a join (JoinGroup + SyncGroup) only if it completes while a poll waits for it;
+# one that completes between polls is dropped: the join starts over (a new rebalance for
+# the whole group), or, seen with a lone member, the member stays joined with no
+# partition at all. Short waits on a busy loop make rebalances repeat or stick.
+REJOIN_WAIT_MS = 500
+
 
 def make_producer(settings: Settings, **overrides: Any) -> kafka.KafkaProducer:
     """A producer that waits for all in-sync replicas and never reorders a sensor's readings.

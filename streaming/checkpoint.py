@@ -178,7 +178,7 @@ class StageListener(ConsumerRebalanceListener):
     the stage drop the partitions; on assignment, hand them to the stage.
 
     ``rejoining`` is true between a revocation and the next assignment (and before the
-    first): the loop then polls with a long wait, see ``streaming.processor.REJOIN_WAIT_MS``.
+    first): the loop then polls with a long wait, see ``include.kafka_clients.REJOIN_WAIT_MS``.
     """
 
     def __init__(self, checkpoint: Checkpoint, stage: Stage) -> None:

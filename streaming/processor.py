@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from include.errors import ClimateWatchError
-from include.kafka_clients import make_admin, make_consumer, make_producer
+from include.kafka_clients import REJOIN_WAIT_MS, make_admin, make_consumer, make_producer
 from include.kafka_retry import BrokerLoss, ride_through
 from include.settings import Settings
 from streaming.checkpoint import Checkpoint, Input, StageListener
@@ -69,11 +69,6 @@ log = logging.getLogger("climatewatch.stream")
 
 LINGER_MS = 5
 POLL_WAIT_MS = 20  # longest wait for readings before the loop looks at the partials again
-# A consumer between revocation and assignment polls this long. kafka-python 3.0.12 applies
-# a join (JoinGroup + SyncGroup) only if it completes while a poll waits for it; one that
-# completes between polls is dropped and the join starts over, a new rebalance for the
-# whole group. Short waits on a busy loop would make every rebalance repeat itself.
-REJOIN_WAIT_MS = 500
 COMMIT_EVERY_S = 1.0
 COMMIT_AFTER_MESSAGES = 20_000  # produced since the last checkpoint: commit early
 CONSUMER_OPTIONS: dict[str, Any] = {

@@ -41,7 +41,7 @@ from typing import Any
 from include.contract import format_ts
 from include.errors import ClimateWatchError
 from include.events import Alert
-from include.kafka_clients import make_consumer, make_producer
+from include.kafka_clients import REJOIN_WAIT_MS, make_consumer, make_producer
 from include.kafka_retry import BrokerLoss
 from include.settings import Settings
 from streaming.notify.config import NotifyConfig, ResolvedRoute
@@ -102,6 +102,7 @@ class NotifyService:
         self.swept: set[bytes] = set()  # log keys with a reminder or late delivery queued
         self.in_flight: set[bytes] = set()  # delivery keys grouped or queued, not yet logged
         self.paused = False
+        self.rejoining = True  # until the group's first assignment (see REJOIN_WAIT_MS)
         self._lock = threading.Lock()  # the log state: written by workers, read by the loop
 
     # --- the loop ---------------------------------------------------------------------------
@@ -257,18 +258,20 @@ class NotifyService:
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
+                service.rejoining = True
                 service._commit(only=set(revoked))
                 for tp in revoked:
                     service.next_offset.pop(tp, None)
                     service.outstanding.pop(tp, None)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
+                service.rejoining = False
                 service._poll_state()  # what another owner delivered, before reading on
 
         self.consumer.subscribe([self.settings.topic_alerts], listener=Listener())
 
     def _poll_alerts(self) -> None:
-        batches = self.consumer.poll(timeout_ms=POLL_MS)
+        batches = self.consumer.poll(timeout_ms=REJOIN_WAIT_MS if self.rejoining else POLL_MS)
         now = self.clock()
         for tp, records in batches.items():
             for record in records:
