@@ -53,6 +53,9 @@ def test_topic_creation_is_idempotent_and_reports_mismatch(kafka_settings: Setti
         kafka_settings.topic_window_stats,
         kafka_settings.topic_dlq,
         kafka_settings.topic_window_partials,
+        kafka_settings.topic_notify_deliveries,
+        kafka_settings.topic_silences,
+        kafka_settings.topic_notify_dlq,
     }
     wants_more = kafka_settings.model_copy(update={"readings_partitions": 12})
     third = {r.name: r for r in ensure_topics(wants_more)}
