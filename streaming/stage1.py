@@ -33,6 +33,9 @@ from streaming.windowing import NO_WATERMARK, PartitionWindows, alignment
 log = logging.getLogger("climatewatch.stream")
 
 HEARTBEAT_EVERY_S = 0.5
+CONFIRM_IDLE_EVERY_S = 2.0  # how often a quiet partition's leader is asked for its end
+CONFIRM_RETRY_S = 5.0  # after a leader did not answer (each try blocks the loop)
+CONFIRM_TIMEOUT_MS = 500
 ALIGN_WINDOWS = 10  # how many windows a partition's event time may run ahead of the slowest
 UNREADABLE = ("not_json", "not_utf8", "not_object", "oversized")
 
@@ -45,8 +48,15 @@ class InputPartition:
     last_record_wall: float = field(default_factory=time.monotonic)
     last_event_ms: int = NO_WATERMARK
     idle: bool = False
+    next_idle_check: float = 0.0  # when to ask the leader for the end again
     caught_up: bool = False
     regions_seen: set[str] = field(default_factory=set)
+
+
+def idle_verdict(position: int | None, leader_end: int | None) -> bool:
+    """A quiet, seemingly caught-up partition is idle only if its leader just confirmed
+    that nothing lies past the position; an unknown position or end keeps it waiting."""
+    return position is not None and leader_end is not None and position >= leader_end
 
 
 def release_parked_records(consumer: Any) -> None:
@@ -167,9 +177,9 @@ class ReadingsStage:
         if not force and now - self._last_heartbeat < HEARTBEAT_EVERY_S:
             return 0
         self._last_heartbeat = now
+        self._update_idleness(now)
         sent = 0
         for partition, state in self.partitions.items():
-            self._update_idleness(partition, state, now)
             sent += self.outputs.partials(state.windows.close_ready())  # idleness moves watermarks
             sent += self._send_heartbeat(partition, state, now)
             state.regions_seen.clear()
@@ -189,28 +199,85 @@ class ReadingsStage:
         )
         return self.outputs.heartbeat(message, self.partials_partitions)
 
-    def _update_idleness(self, partition: int, state: InputPartition, now: float) -> None:
+    def _update_idleness(self, now: float) -> None:
         """Idle: caught up with the partition's end and nothing read for the idle timeout.
-        An idle partition's event clock then follows the wall clock from its last event."""
+        An idle partition's event clock then follows the wall clock from its last event.
+
+        "Caught up" as the consumer sees it is the end its last fetch response reported:
+        a frozen leader sends none, so its partitions look caught up and quiet while the
+        sensors' readings wait on the producers' side. Closing their windows on the wall
+        clock would make those readings late. So a partition becomes (and stays) idle
+        only when its leader confirms the end: one ListOffsets request for every
+        candidate, at most every :data:`CONFIRM_IDLE_EVERY_S` per partition; a leader that
+        does not answer keeps its partitions waiting (:func:`idle_verdict`) and is asked
+        again after :data:`CONFIRM_RETRY_S`.
+        """
         from kafka import TopicPartition
 
-        tp = TopicPartition(self.settings.topic_readings, partition)
-        highwater = self.consumer.highwater(tp)
-        try:
-            position = self.consumer.position(tp, timeout_ms=100)
-        except Exception:
-            position = None
-        caught_up = highwater is not None and position is not None and position >= highwater
-        state.caught_up = caught_up
-        quiet_s = now - state.last_record_wall
-        # when draining (--until-caught-up), a caught-up partition that never had a reading
-        # has nothing to wait for; a live stream gives it the idle timeout like any other
-        never_had_data = self.draining and state.last_event_ms == NO_WATERMARK
-        state.idle = caught_up and (never_had_data or quiet_s >= self.settings.idle_timeout_s)
-        if state.idle and state.last_event_ms != NO_WATERMARK:
-            state.windows.advance_to(
-                state.last_event_ms + int(quiet_s * 1000) - state.windows.lateness_ms
+        topic = self.settings.topic_readings
+        positions: dict[int, int | None] = {}
+        candidates: list[int] = []  # quiet and caught up, as far as the consumer knows
+        for partition, state in self.partitions.items():
+            tp = TopicPartition(topic, partition)
+            highwater = self.consumer.highwater(tp)
+            try:
+                position = self.consumer.position(tp, timeout_ms=100)
+            except Exception:
+                position = None
+            positions[partition] = position
+            state.caught_up = (
+                highwater is not None and position is not None and position >= highwater
             )
+            # when draining (--until-caught-up), a caught-up partition that never had a
+            # reading has nothing to wait for (its end was read at start)
+            if self.draining and state.last_event_ms == NO_WATERMARK:
+                state.idle = state.caught_up
+            elif state.caught_up and now - state.last_record_wall >= self.settings.idle_timeout_s:
+                if now >= state.next_idle_check:
+                    candidates.append(partition)
+            else:
+                state.idle = False
+        if candidates:
+            ends = self._leaders_ends(candidates)
+            for partition in candidates:
+                state = self.partitions[partition]
+                was_idle = state.idle
+                state.idle = idle_verdict(positions[partition], ends.get(partition))
+                answered = partition in ends
+                state.next_idle_check = now + (
+                    CONFIRM_IDLE_EVERY_S if answered else CONFIRM_RETRY_S
+                )
+                if state.idle != was_idle:
+                    log.info(
+                        "input partition idle" if state.idle else "input partition not idle",
+                        extra={
+                            "partition": partition,
+                            "quiet_s": round(now - state.last_record_wall, 1),
+                            "leader_end": ends.get(partition),
+                            "position": positions[partition],
+                        },
+                    )
+        for state in self.partitions.values():
+            if state.idle and state.last_event_ms != NO_WATERMARK:
+                quiet_ms = int((now - state.last_record_wall) * 1000)
+                state.windows.advance_to(state.last_event_ms + quiet_ms - state.windows.lateness_ms)
+
+    def _leaders_ends(self, partitions: list[int]) -> dict[int, int]:
+        """The end offsets the partitions' leaders report now; none on any failure."""
+        from kafka import TopicPartition
+
+        topic = self.settings.topic_readings
+        try:
+            ends = self.consumer.end_offsets(
+                [TopicPartition(topic, p) for p in partitions], timeout_ms=CONFIRM_TIMEOUT_MS
+            )
+        except Exception as exc:  # a leader frozen or moving: nothing is confirmed
+            log.info(
+                "the end of quiet partitions could not be confirmed",
+                extra={"partitions": partitions, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return {}
+        return {tp.partition: end for tp, end in ends.items() if isinstance(end, int)}
 
     def align(self, others: dict[int, int]) -> None:
         """Pause the input partitions whose event time ran ahead on a backlog (see

@@ -132,6 +132,9 @@ class FakeConsumer:
         self.paused_partitions: set[TopicPartition] = set()
         self.log = log if log is not None else []  # commits, in order
         self.commit_error: BaseException | None = None
+        self.end_offsets_error: BaseException | None = None  # a leader that does not answer
+        self.end_offsets_asked: list[list[TopicPartition]] = []
+        self.leader_ends: dict[TopicPartition, int] = {}  # ends the consumer has not fetched
         self.config = {"group_id": "fake-group"}
 
     def highwater(self, tp: TopicPartition) -> int | None:
@@ -139,6 +142,15 @@ class FakeConsumer:
 
     def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
         return self.positions.get(tp)
+
+    def end_offsets(self, tps: list[TopicPartition], timeout_ms: int | None = None) -> dict:
+        """What the leaders report (``leader_ends``, else the highwater), unless
+        ``end_offsets_error`` is set."""
+        self.end_offsets_asked.append(list(tps))
+        if self.end_offsets_error is not None:
+            raise self.end_offsets_error
+        ends = {**self.highwaters, **self.leader_ends}
+        return {tp: ends[tp] for tp in tps if tp in ends}
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)

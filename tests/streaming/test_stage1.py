@@ -13,7 +13,13 @@ from streaming.metrics import StreamMetrics
 from streaming.outputs import Outputs
 from streaming.rules import load_rules
 from streaming.silence import partition_of
-from streaming.stage1 import ALIGN_WINDOWS, HEARTBEAT_EVERY_S, ReadingsStage
+from streaming.stage1 import (
+    ALIGN_WINDOWS,
+    CONFIRM_IDLE_EVERY_S,
+    CONFIRM_RETRY_S,
+    HEARTBEAT_EVERY_S,
+    ReadingsStage,
+)
 from tests.streaming.fakes import (
     PARTIALS_PARTITIONS,
     T0,
@@ -153,6 +159,41 @@ def test_heartbeats_go_out_every_half_second_and_idleness_closes_windows(parts) 
     assert [s.key for s in keyed] == [b"lyon"]  # the second minute, closed by idleness
     beat = orjson.loads(producer.sent[-1].value)
     assert beat["idle"] and beat["regions"] == []  # regions are cleared per heartbeat
+    assert stage.open_windows() == 0
+
+
+def test_a_quiet_partition_whose_leader_does_not_answer_holds_its_windows_open(parts) -> None:
+    """A frozen leader sends no fetch response: the partition looks caught up with the end
+    it last heard of, and quiet. Its windows wait until the leader confirms the end."""
+    stage, producer, consumer, clock, _ = parts
+    topic = stage.settings.topic_readings
+    stage.process(first_poll(topic))
+    tp = TopicPartition(topic, 0)
+    consumer.highwaters[tp] = consumer.positions[tp] = 6
+    consumer.end_offsets_error = TimeoutError("leader frozen")
+    producer.sent.clear()
+
+    clock.now += stage.settings.idle_timeout_s + 60
+    stage.heartbeats()
+    assert [s.key for s in producer.sent if s.key] == []  # nothing closed on the wall clock
+    assert not orjson.loads(producer.sent[-1].value)["idle"]
+    still_open = stage.open_windows()
+    assert still_open > 0
+    asked = len(consumer.end_offsets_asked)
+    clock.now += HEARTBEAT_EVERY_S
+    stage.heartbeats()
+    assert len(consumer.end_offsets_asked) == asked  # not asked again at once: each try blocks
+
+    consumer.end_offsets_error = None  # a new leader answers: more was written meanwhile
+    consumer.leader_ends[tp] = 9
+    clock.now += CONFIRM_RETRY_S
+    stage.heartbeats()
+    assert stage.open_windows() == still_open and not orjson.loads(producer.sent[-1].value)["idle"]
+
+    consumer.highwaters[tp] = consumer.positions[tp] = 9  # read up to it: now it is idle
+    clock.now += CONFIRM_IDLE_EVERY_S
+    stage.heartbeats()
+    assert orjson.loads(producer.sent[-1].value)["idle"]
     assert stage.open_windows() == 0
 
 

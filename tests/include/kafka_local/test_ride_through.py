@@ -210,6 +210,17 @@ def start_stream(settings: Settings, log: Path) -> subprocess.Popen:
         )
 
 
+def idleness_lines(streams: list) -> list[str]:
+    """The streams' log lines that say why a window closed early, for a failure message."""
+    keys = ("idle", "late", "could not be confirmed")
+    return [
+        line[:300]
+        for _, log in streams
+        for line in log.read_text(errors="replace").splitlines()
+        if any(key in line for key in keys)
+    ][-40:]
+
+
 def wait_until(what: str, condition, streams: list, timeout_s: float, explain=None) -> None:
     """Until ``condition()``; every stream must stay up meanwhile (its log if not).
     ``explain()``: what is still missing, for the message of a timeout."""
@@ -275,7 +286,8 @@ def test_the_stream_rides_through_a_frozen_leader_and_publishes_every_alert(
             timeout_s=180,
             explain=lambda: (
                 f"missing {sorted(expected - event_time_alerts(settings))}, "
-                f"extra {sorted(event_time_alerts(settings) - expected)}"
+                f"extra {sorted(event_time_alerts(settings) - expected)}; "
+                f"idleness and late readings: {idleness_lines(streams)}"
             ),
         )
     finally:
