@@ -21,6 +21,7 @@ Everything here is pure: no Kafka, no clock. Times are integer epoch millisecond
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Container
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -280,6 +281,9 @@ class RegionWindows:
         self.open: dict[tuple[str, int], _RegionWindow] = {}
         self.closed: dict[tuple[str, int], _RegionWindow] = {}
         self.keep_closed_ms = keep_closed_ms
+        # (end, key) in the order windows closed, which is nearly the order of their ends:
+        # the purge pops expired ones off the front instead of scanning every closed window
+        self._closing_order: deque[tuple[int, tuple[str, int]]] = deque()
         self.idle_sources: set[int] = set()
 
     @property
@@ -336,16 +340,29 @@ class RegionWindows:
         closed_by = "idle" if self.idle_sources else "watermark"
         results = []
         for window in ready:
-            del self.open[(window.region, window.start_ms)]
-            self.closed[(window.region, window.start_ms)] = window
+            key = (window.region, window.start_ms)
+            del self.open[key]
+            self.closed[key] = window
+            self._closing_order.append((window.end_ms, key))
             results.append(window.close(closed_by))
-        horizon = watermark - self.keep_closed_ms
-        expired = [k for k, w in self.closed.items() if w.end_ms < horizon]
-        for key in expired:
-            del self.closed[key]
+        expired = self._purge_closed(watermark - self.keep_closed_ms)
         if ready or expired:  # a flood of regions leaves the tables at its size otherwise
             self.open, self.closed = compacted(self.open), compacted(self.closed)
         return results
+
+    def _purge_closed(self, horizon_ms: int) -> int:
+        """Drop the closed windows that ended before ``horizon_ms``; O(1) amortised. A
+        window closed out of order (a late partial reopened an expired one) waits behind
+        the windows closed before it: kept a little longer, never lost early."""
+        order, closed = self._closing_order, self.closed
+        expired = 0
+        while order and order[0][0] < horizon_ms:
+            end_ms, key = order.popleft()
+            window = closed.get(key)
+            if window is not None and window.end_ms == end_ms:
+                del closed[key]
+                expired += 1
+        return expired
 
     def forget(self, regions: Container[str]) -> None:
         """Drop the closed windows of retired ``regions`` (open ones still close: their
@@ -354,6 +371,7 @@ class RegionWindows:
         for key in gone:
             del self.closed[key]
         self.closed = compacted(self.closed)
+        self._closing_order = deque(e for e in self._closing_order if e[1][0] not in regions)
 
     def commit_offsets(self, next_offsets: dict[int, int]) -> dict[int, int]:
         """Positions to commit so a restart re-reads the partials of every open window."""

@@ -113,6 +113,31 @@ def test_regional_window_merges_sources_and_waits_for_the_lowest_watermark() -> 
     assert update is not None and update.late == 2 and update.republished
 
 
+def test_closed_windows_are_kept_for_late_counts_then_dropped_even_when_closed_out_of_order() -> (
+    None
+):
+    regions = RegionWindows(input_partitions=1, keep_closed_ms=10 * MIN)
+
+    def minute(region: str, start_min: int) -> None:
+        partial = Partial(region, start_min * MIN, (start_min + 1) * MIN, source=0, count=1)
+        regions.add_partial(partial, partition=0, offset=start_min)
+
+    for start in range(30):
+        minute("lyon", start)
+        regions.add_watermark(0, (start + 1) * MIN)
+        regions.close_ready()
+    assert sorted(start // MIN for _, start in regions.closed) == list(range(19, 30))
+    late = Partial("lyon", 25 * MIN, 26 * MIN, source=0, late=1)  # within the kept hours
+    assert regions.add_partial(late, partition=0, offset=99).late == 1
+
+    minute("lyon", 3)  # a partial of a window dropped long ago: a new window, closed at once
+    [reopened] = regions.close_ready()
+    assert reopened.start_ms == 3 * MIN
+    regions.add_watermark(0, 45 * MIN)
+    regions.close_ready()
+    assert regions.closed == {}  # every kept window is dropped once past the horizon
+
+
 def test_idle_sources_do_not_hold_back_the_watermark() -> None:
     regions = RegionWindows(input_partitions=3)
     regions.add_watermark(0, 5 * MIN)
