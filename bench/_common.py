@@ -152,12 +152,21 @@ def own_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# --- figures for --json ---------------------------------------------------------------------
+def print_json(figures: dict[str, Any]) -> None:
+    """Every benchmark's ``--json``: its figures as one JSON object on the last line of its
+    output (rates, ratios, percentiles, RSS), so runs can be compared by a script."""
+    print(json.dumps(figures, sort_keys=True, default=str), flush=True)
+
+
 # --- the bare consume loop of the baselines -------------------------------------------------
-FETCH = {
-    "max_poll_records": 5000,
-    "fetch_max_bytes": 32 * 1024 * 1024,
-    "max_partition_fetch_bytes": 4 * 1024 * 1024,
-}
+def stream_fetch() -> dict[str, int]:
+    """The stream's own fetch settings: a baseline that fetched more per request would
+    not compare like with like."""
+    from streaming.processor import CONSUMER_OPTIONS
+
+    keys = ("max_poll_records", "fetch_max_bytes", "max_partition_fetch_bytes")
+    return {key: CONSUMER_OPTIONS[key] for key in keys}
 
 
 def readings_from_start(settings: Settings, **config: Any) -> KafkaConsumer:
@@ -180,7 +189,7 @@ def bare_consume(settings: Settings, total: int) -> float:
     the loop took."""
     import orjson
 
-    consumer = readings_from_start(settings, **FETCH)
+    consumer = readings_from_start(settings, **stream_fetch())
     seen = 0
     started = time.perf_counter()
     while seen < total:

@@ -27,7 +27,17 @@ def jars_dir(settings: Settings) -> Path:
 
 def fetch_jars(settings: Settings, *, quiet: bool = True) -> Path:
     """Download the broker jars with Maven once; later calls return the cache at once."""
-    target = jars_dir(settings)
+    return fetch_runtime(
+        POM, jars_dir(settings), settings.kafka_version, "kafka_2.13-*.jar", quiet=quiet
+    )
+
+
+def fetch_runtime(
+    pom: Path, target: Path, kafka_version: str, expected: str, *, quiet: bool = True
+) -> Path:
+    """The runtime dependencies of ``pom`` copied into ``target`` by Maven, once (a jar
+    matching ``expected`` among them); later calls return ``target`` at once. The copy is
+    staged and renamed, so an interrupted fetch never leaves a cache that looks done."""
     if (target / READY_MARKER).exists():
         return target
     mvn = shutil.which("mvn")
@@ -37,7 +47,7 @@ def fetch_jars(settings: Settings, *, quiet: bool = True) -> Path:
             "install it (apt-get install maven) or copy the jars into " + str(target)
         )
     require_java()
-    staging = target.with_name(f"libs.partial-{os.getpid()}")
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -45,19 +55,19 @@ def fetch_jars(settings: Settings, *, quiet: bool = True) -> Path:
         "-B",
         *(["-q"] if quiet else []),
         "-f",
-        str(POM),
-        f"-Dkafka.version={settings.kafka_version}",
+        str(pom),
+        f"-Dkafka.version={kafka_version}",
         "dependency:copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={staging}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+    if result.returncode != 0 or not any(staging.glob(expected)):
         tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
         raise ClimateWatchError(
-            f"could not fetch Kafka {settings.kafka_version} with Maven: {' | '.join(tail)}"
+            f"could not fetch {pom.parent.name} {kafka_version} with Maven: {' | '.join(tail)}"
         )
-    (staging / READY_MARKER).write_text(settings.kafka_version)
+    (staging / READY_MARKER).write_text(kafka_version)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
