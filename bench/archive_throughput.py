@@ -13,9 +13,10 @@ so that peak RSS is its own:
 
 Library imports are done before either clock starts.
 
-Prints records/s of each, b/a (target >= 0.6) and peak RSS.
+Prints records/s of each, b/a (target >= 0.6) and peak RSS; ``--json`` adds one JSON
+object of these figures as the last line.
 
-    .venv/bin/python bench/archive_throughput.py [--quick] [--records N]
+    .venv/bin/python bench/archive_throughput.py [--quick] [--records N] [--json]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench._common import run_phase_process  # noqa: E402 (needs the sys.path above)
+from bench._common import print_json, run_phase_process  # noqa: E402 (needs sys.path)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -152,6 +153,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=2, help="runs of each measurement (best kept)"
     )
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     parser.add_argument("--phase", choices=["bare", "archive"], help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", default="bench-archive", help=argparse.SUPPRESS)
@@ -232,6 +234,33 @@ def print_table(count: int, default_batch: int, small_batch: int, best: dict[str
     )
 
 
+def figures(count: int, default_batch: int, small_batch: int, best: dict[str, dict]) -> dict:
+    """What :func:`print_table` prints, for ``--json``."""
+    bare_rate = count / best["bare"]["seconds"]
+    out: dict = {
+        "records": count,
+        "default_batch_records": default_batch,
+        "small_batch_records": small_batch,
+        "bare_records_per_s": round(bare_rate),
+        "bare_s": round(best["bare"]["seconds"], 2),
+        "bare_peak_rss_mb": round(best["bare"]["rss_mb"], 1),
+    }
+    phases = {"b": "archive", "small": "archive_small_batch", "parallel": "archive_2_processes"}
+    for name, prefix in phases.items():
+        result = best[name]
+        rate = count / result["seconds"]
+        out |= {
+            f"{prefix}_records_per_s": round(rate),
+            f"{prefix}_s": round(result["seconds"], 2),
+            f"{prefix}_ratio_over_bare": round(rate / bare_rate, 3),
+            f"{prefix}_peak_rss_mb": round(result["rss_mb"], 1),
+            f"{prefix}_files": result["files"],
+        }
+    out["ratio_target"] = TARGET
+    out["ratio_target_met"] = count / best["b"]["seconds"] / bare_rate >= TARGET
+    return out
+
+
 def main() -> int:
     args = parse_args()
     if args.phase:  # a measurement in its own process
@@ -239,6 +268,8 @@ def main() -> int:
     count = args.records or (200_000 if args.quick else 2_000_000)
     default_batch, small_batch, best = measure(args, count)
     print_table(count, default_batch, small_batch, best)
+    if args.json:
+        print_json(figures(count, default_batch, small_batch, best))
     return 0
 
 

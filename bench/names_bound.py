@@ -17,7 +17,8 @@ with tracemalloc counting what the stages allocate after they are built:
 Prints peak and retained (end of run) traced memory, the names still remembered, the
 silence alerts, the ratios a/b and a/c, the flood's excess over the floor; then, from
 untraced runs of (a) and (b), what one retirement sweep (once a second in the stream)
-costs and the stages' time over the run. --quick: 10,000 sensors in 1,000 regions.
+costs and the stages' time over the run. --quick: 10,000 sensors in 1,000 regions;
+--json adds one JSON object of the figures as the last line.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import run_phase_process
+from bench._common import print_json, run_phase_process
 
 MINUTES, FLOOD_MINUTES, STEP_S = 40, 10, 10
 STEADY_REGIONS, STEADY_SENSORS = 20, 50
@@ -270,11 +271,46 @@ def run(
     }
 
 
+def figures(sensors: int, regions: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What :func:`main` prints, for ``--json``: (a) ``retired_``, (b) ``kept_``, (c)
+    ``floor_``; sweep and stage times from the untraced runs."""
+    a, b, c = runs["retired"], runs["kept"], runs["floor"]
+    out: dict[str, Any] = {
+        "minutes": MINUTES,
+        "flood_minutes": FLOOD_MINUTES,
+        "flood_sensors": sensors,
+        "flood_regions": regions,
+        "retire_after_s": RETIRE_S,
+        "ratio_retained_retired_over_kept": round(a["retained_mb"] / b["retained_mb"], 3),
+        "ratio_retained_retired_over_floor": round(a["retained_mb"] / c["retained_mb"], 3),
+        "retired_excess_over_floor_mb": round(a["retained_mb"] - c["retained_mb"], 2),
+        "kept_excess_over_floor_mb": round(b["retained_mb"] - c["retained_mb"], 2),
+    }
+    for name, r in (("retired", a), ("kept", b), ("floor", c)):
+        out |= {
+            f"{name}_peak_traced_mb": round(r["peak_mb"], 2),
+            f"{name}_retained_mb": round(r["retained_mb"], 2),
+            f"{name}_regions_known": r["regions"],
+            f"{name}_sensors_known": r["sensors"],
+            f"{name}_region_silent_fired": r["silent_firing"],
+            f"{name}_region_silent_resolved": r["silent_resolved"],
+        }
+    for name in ("retired", "kept"):
+        timed = runs[f"{name}-timed"]
+        out |= {
+            f"{name}_sweep_mean_ms": round(timed["sweep_ms"], 3),
+            f"{name}_sweep_worst_ms": round(timed["worst_sweep_ms"], 2),
+            f"{name}_stages_s": round(timed["seconds"], 2),
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     parser.add_argument("--phase", choices=PHASES)
     args = parser.parse_args()
     sensors, regions = (10_000, 1_000) if args.quick else (100_000, 10_000)
@@ -325,6 +361,8 @@ def main() -> None:
         "| both stages' time over the run, untraced (s): a / b "
         f"| {at['seconds']:.1f} / {bt['seconds']:.1f} |"
     )
+    if args.json:
+        print_json(figures(sensors, regions, runs))
 
 
 if __name__ == "__main__":

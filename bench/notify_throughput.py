@@ -19,13 +19,12 @@ run:
    load: a bare consumer in its own process on the alerts topic, record timestamp → poll
    returns it (one Kafka hop, as in stream_latency.py).
 
-Prints a table, then one JSON object with the figures on the last line.
+Prints a table; --json adds one JSON object of the figures as the last line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -46,7 +45,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._broker import bench_broker, bench_settings
-from bench._common import hop_probe, peak_rss_mb, percentile
+from bench._common import hop_probe, peak_rss_mb, percentile, print_json
 from include.contract import format_ts
 from include.events import Alert
 from include.kafka_clients import make_consumer, make_producer
@@ -348,6 +347,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--alerts", type=int, help="preloaded alerts (default 20,000)")
     parser.add_argument("--rate", type=float, help="alerts/s of the latency run (default 100)")
     parser.add_argument("--seconds", type=float, help="length of the latency run (default 60)")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     return parser.parse_args()
 
 
@@ -444,6 +444,7 @@ def main() -> None:
         latency_p99_ms=round(1000 * p99, 2),
         hop_p50_ms=round(1000 * hop_p50, 2),
         hop_p99_ms=round(1000 * hop_p99, 2),
+        ratio_p50_service_hop=round(p50 / hop_p50, 2),
         ratio_p99_service_hop=round(p99 / hop_p99, 2),
         sigterm_to_exit_s=round(stop_s, 2),
         service_exit_code=code,
@@ -498,7 +499,8 @@ def main() -> None:
     )
     print()
     print(f"service stopped by SIGTERM in {stop_s:.1f} s, exit code {code}")
-    print(json.dumps(out))
+    if args.json:
+        print_json(out)
     if code != 0:
         raise fail(f"the notify service exited with {code} on SIGTERM")
 

@@ -11,8 +11,9 @@ per batch), then, each phase in its own process so its peak RSS is its own:
     JSON, summary Parquet and Data Docs rebuilt — target under 60 s.
 
 Prints seconds, rows/s, the ratio (b)/(a) and peak RSS; deletes the data at the end.
+``--json`` adds one JSON object of these figures as the last line.
 
-    .venv/bin/python bench/quality_validation.py [--quick] [--keep]
+    .venv/bin/python bench/quality_validation.py [--quick] [--keep] [--json]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench._common import own_peak_rss_mb, run_phase_process  # noqa: E402 (needs sys.path)
+from bench._common import own_peak_rss_mb, print_json, run_phase_process  # noqa: E402
 
 SENSORS = 1_000
 PARTITIONS = 6
@@ -153,6 +154,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 hours instead of a day")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,6 +196,27 @@ def main() -> int:
     )
     if not args.quick:
         print(f"target: validate a day of {rows:,} rows in under {TARGET_S:.0f} s: {verdict}")
+    if args.json:
+        print_json(
+            {
+                "readings": rows,
+                "sensors": SENSORS,
+                "minutes": minutes,
+                "load_s": round(load["seconds"], 2),
+                "load_rows_per_s": round(load["rows"] / load["seconds"]),
+                "load_peak_rss_mb": round(load["rss"], 1),
+                "validate_s": round(validate["seconds"], 2),
+                "validate_rows_per_s": round(validate["rows"] / validate["seconds"]),
+                "validate_peak_rss_mb": round(validate["rss"], 1),
+                "ratio_validate_s_over_load_s": round(ratio, 2),
+                "batches": validate["batches"],
+                "critical_batches": validate["critical"],
+                "batches_with_warnings": validate["warnings"],
+                "validate_target_s": TARGET_S,
+                # the target is for a day of readings: not checked with --quick
+                "validate_target_met": None if args.quick else validate["seconds"] < TARGET_S,
+            }
+        )
     return 0
 
 

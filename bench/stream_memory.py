@@ -6,12 +6,14 @@ per minute, so about a week of event time) into a broker of its own, then runs
 sampling its resident memory at every tenth of the way. Baseline in the same run: the
 peak RSS of a bare kafka-python consume + orjson loop (its own process) over the same
 data, with the same fetch sizes. Prints both peaks, their ratio, and the stream's RSS
-along the way (flat when state is bounded). --quick: 1,000,000 readings.
+along the way (flat when state is bounded). --quick: 1,000,000 readings; --json adds one
+JSON object of the figures as the last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import sys
 import time
@@ -22,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._broker import bench_broker, bench_settings
-from bench._common import bare_consume, peak_rss_mb, preload_timed, start_stream
+from bench._common import bare_consume, peak_rss_mb, preload_timed, print_json, start_stream
 from include.contract import format_epoch_ms, format_ts
 from include.kafka_clients import make_admin, make_producer
 from include.settings import Settings
@@ -158,6 +160,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--readings", type=int)
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     args = parser.parse_args()
     wanted = args.readings or (1_000_000 if args.quick else 10_000_000)
     total = wanted - wanted % (REGIONS * SENSORS_PER_REGION)  # whole minutes of the network
@@ -177,6 +180,31 @@ def main() -> None:
     along = " / ".join(f"{stream['along'][k]:,.0f}" for k in sorted(stream["along"]) if 0 < k < 10)
     print(f"| stream RSS at each tenth of the run (MB) | {along} |")
     print(f"| stream rate (readings/s, incl. start) | {total / stream['elapsed']:,.0f} |")
+    if args.json:
+        print_json(figures(total, bare_peak, stream))
+
+
+def figures(total: int, bare_peak: float, stream: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`main` prints, for ``--json`` (None for an RSS that could not be read)."""
+
+    def mb(value: float) -> float | None:
+        return round(value, 1) if math.isfinite(value) else None
+
+    peak = stream["peak"]
+    measured = math.isfinite(peak) and math.isfinite(bare_peak)
+    return {
+        "readings": total,
+        "stream_peak_rss_mb": mb(peak),
+        "bare_peak_rss_mb": mb(bare_peak),
+        "ratio_peak_rss_stream_over_bare": round(peak / bare_peak, 3) if measured else None,
+        "stream_peak_rss_target_mb": 250,
+        "stream_peak_rss_target_met": peak < 250 if math.isfinite(peak) else None,
+        "stream_rss_at_tenths_mb": [
+            mb(stream["along"][k]) for k in sorted(stream["along"]) if 0 < k < 10
+        ],
+        "stream_readings_per_s": round(total / stream["elapsed"]),
+        "stream_s": round(stream["elapsed"], 1),
+    }
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ window's end + lateness), p50/p99 under this load.
 Baseline in the same run: a bare kafka-python consume loop (its own process, orjson
 decode, commit every second) under the same producers for BASELINE_S; its max lag and
 the ratio. --quick: 60 s of load (baseline 15 s); default 600 s (baseline 30 s).
+--json adds one JSON object of the figures as the last line.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import multiprocessing as mp
 import os
 import statistics
@@ -47,8 +49,10 @@ from bench._common import (
     alert_latencies,
     peak_rss_mb,
     percentile,
+    print_json,
     start_stream,
     stop_stream,
+    stream_fetch,
     write_rules,
 )
 from include.contract import format_ts
@@ -245,9 +249,7 @@ def bare_loop_process(settings: Settings, group: str, ready: Any, stop: Any, res
         settings.topic_readings,
         group_id=group,
         auto_offset_reset="latest",
-        max_poll_records=5000,
-        fetch_max_bytes=32 * 1024 * 1024,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **stream_fetch(),  # the stream's own fetch sizes: like with like
     )
     while not consumer.assignment():
         consumer.poll(timeout_ms=200)
@@ -444,6 +446,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float)
     parser.add_argument("--baseline-s", type=float)
     parser.add_argument("--producers", type=int, default=2, help="producer processes")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     return parser.parse_args()
 
 
@@ -552,6 +555,8 @@ def report(
     print_baseline_rows(baseline_s, base, v)
     print()
     print_rule(args, achieved, floor, v)
+    if args.json:
+        print_json(figures(args, duration, baseline_s, run, base))
 
 
 def print_load_rows(
@@ -661,6 +666,73 @@ def print_rule(args: argparse.Namespace, achieved: float, floor: float, v: dict[
             f"note: the producers reached {achieved:,.0f} readings/s, not the {args.rate:,.0f} asked "
             f"(producers, stream and broker share {os.cpu_count()} cores)"
         )
+
+
+def figures(
+    args: argparse.Namespace,
+    duration: float,
+    baseline_s: float,
+    run: StreamRun,
+    base: BaselineRun,
+) -> dict[str, Any]:
+    """What :func:`report` prints, for ``--json``: lags in records, None for what was not
+    measured (no alerts, no /metrics, a NaN)."""
+    rows, group = run.rows, run.group
+    achieved = (rows[-1]["end"] - rows[0]["end"]) / rows[-1]["elapsed"]
+    floor = achieved * (WINDOW_S + LATENESS_S + COMMIT_INTERVAL_S)
+    v, merge = verdict(rows, group, floor), verdict(rows, run.merge_group, floor)
+    per_second = [b["end"] - a["end"] for a, b in itertools.pairwise(rows)]
+    latencies = alert_latencies(run.arrivals, run.produced["closing"])
+    processed = rows[-1].get("stream_records", 0) - rows[0].get("stream_records", 0)
+    base_rows, delays = base.rows, base.bare["delays"]
+    base_max = max(r["bench-bare"] for r in base_rows)
+    base_achieved = (base_rows[-1]["end"] - base_rows[0]["end"]) / base_rows[-1]["elapsed"]
+    pos = [r["stream_position_lag"] for r in rows] if run.has_metrics else []
+    out = {
+        "target_readings_per_s": args.rate,
+        "duration_s": duration,
+        "baseline_s": baseline_s,
+        "producer_processes": args.producers,
+        "produced_readings_per_s": achieved,
+        "produced_min_1s_readings": min(per_second),
+        "produced_max_1s_readings": max(per_second),
+        "produced_target_reached": achieved >= 0.95 * args.rate,
+        "readings_produced": run.produced["sent"],
+        "producer_max_behind_s": run.produced["max_behind_s"],
+        "stream_readings_per_s": rate_between(rows, "stream_records" if run.has_metrics else "end"),
+        "max_lag_records": v["max"],
+        "end_lag_records": v["end"],
+        "last10_mean_lag_records": v["last10_mean"],
+        "last10_max_lag_records": v["last10_max"],
+        "lag_trend_records_per_s": v["trend"],
+        "lag_growth_records": v["growth"],
+        "lag_floor_records": floor,
+        "lag_bounded": v["bounded"],
+        "position_lag_max_records": max(pos) if pos else None,
+        "position_lag_end_records": pos[-1] if pos else None,
+        "merge_max_lag_records": merge["max"],
+        "merge_end_lag_records": merge["end"],
+        "alerts_measured": len(latencies),
+        "alert_p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+        "alert_p99_ms": 1000 * percentile(latencies, 0.99) if latencies else None,
+        "stream_peak_rss_mb": run.rss,
+        "producers_cpu_s": run.cpu["producers"],
+        "stream_cpu_s": run.cpu["stream"],
+        "broker_cpu_s": run.cpu["broker"],
+        "stream_cpu_per_reading_us": 1e6 * run.cpu["stream"] / processed if processed else None,
+        "load_average_mean": statistics.fmean(r["load"] for r in rows[1:]),
+        "load_average_max": max(r["load"] for r in rows[1:]),
+        "bare_fetch": stream_fetch(),
+        "bare_produced_readings_per_s": base_achieved,
+        "bare_max_lag_records": base_max,
+        "bare_delay_p50_ms": 1000 * statistics.median(delays) if delays else None,
+        "bare_delay_p99_ms": 1000 * percentile(delays, 0.99) if delays else None,
+        "ratio_max_lag_over_bare": v["max"] / base_max if base_max else None,
+    }
+    return {
+        k: (round(x, 3) if math.isfinite(x) else None) if isinstance(x, float) else x
+        for k, x in out.items()
+    }
 
 
 if __name__ == "__main__":

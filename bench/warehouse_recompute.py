@@ -17,8 +17,9 @@ each phase in its own process so that its peak RSS is its own:
 (d) the same daily aggregation in DuckDB on the same subset.
 
 Prints rows/s of each, the ratios, and peak RSS; deletes the generated data at the end.
+``--json`` adds one JSON object of these figures as the last line.
 
-    .venv/bin/python bench/warehouse_recompute.py [--quick] [--readings N] [--keep]
+    .venv/bin/python bench/warehouse_recompute.py [--quick] [--readings N] [--keep] [--json]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench._common import own_peak_rss_mb, run_phase_process  # noqa: E402 (needs sys.path)
+from bench._common import own_peak_rss_mb, print_json, run_phase_process  # noqa: E402
 
 SENSORS = 1_000
 REGIONS = 20
@@ -257,6 +258,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--readings", type=int, default=None)
     parser.add_argument("--subset", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, last line")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--phase", choices=sorted(PHASES), default=None)
     return parser.parse_args()
@@ -367,6 +369,47 @@ def print_ratios(readings: int, rebuild: dict, incremental: dict, pandas: dict, 
         print("targets (30 s rebuild, 2 s incremental) apply to the full size, 100M readings")
 
 
+def figures(
+    readings: int, subset: int, rebuild: dict, incremental: dict, pandas: dict, duck: dict
+) -> dict:
+    """What :func:`print_table` and :func:`print_ratios` print, for ``--json`` (the
+    targets are checked at 100M readings only: None otherwise)."""
+    full = readings == 100_000_000
+    rebuild_rate = readings / rebuild["seconds"]
+    pandas_rate = pandas["rows"] / pandas["seconds"]
+    duck_rate = duck["rows"] / duck["seconds"]
+    return {
+        "readings": readings,
+        "subset_readings": subset,
+        "rebuild_s": round(rebuild["seconds"], 3),
+        "rebuild_readings_per_s": round(rebuild_rate),
+        "rebuild_peak_rss_mb": round(rebuild["rss"], 1),
+        **{f"rebuild_{k}_s": round(v, 3) for k, v in rebuild["models"].items()},
+        "incremental_s": round(incremental["seconds"], 3),
+        "incremental_readings": readings // DAYS + LATE_BATCH,
+        "incremental_dates": incremental["dependent"],
+        "incremental_peak_rss_mb": round(incremental["rss"], 1),
+        **{f"incremental_{k}_s": round(v, 3) for k, v in incremental["models"].items()},
+        "pandas_readings": pandas["rows"],
+        "pandas_s": round(pandas["seconds"], 3),
+        "pandas_read_s": round(pandas["read"], 3),
+        "pandas_readings_per_s": round(pandas_rate),
+        "pandas_peak_rss_mb": round(pandas["rss"], 1),
+        "duckdb_subset_readings": duck["rows"],
+        "duckdb_subset_s": round(duck["seconds"], 3),
+        "duckdb_subset_readings_per_s": round(duck_rate),
+        "duckdb_subset_peak_rss_mb": round(duck["rss"], 1),
+        "ratio_rebuild_over_pandas": round(rebuild_rate / pandas_rate, 2),
+        "ratio_duckdb_over_pandas": round(duck_rate / pandas_rate, 2),
+        "pandas_duckdb_agree": pandas["checksum"] == duck["rows"]
+        and pandas["groups"] == duck["groups"],
+        "rebuild_target_s": REBUILD_TARGET_S,
+        "rebuild_target_met": rebuild["seconds"] < REBUILD_TARGET_S if full else None,
+        "incremental_target_s": INCREMENTAL_TARGET_S,
+        "incremental_target_met": incremental["seconds"] < INCREMENTAL_TARGET_S if full else None,
+    }
+
+
 def main() -> int:
     args = parse_args()
     readings = args.readings or (10_000_000 if args.quick else 100_000_000)
@@ -376,6 +419,8 @@ def main() -> int:
     results = measure(readings, subset, args.keep)
     print_table(readings, **results)
     print_ratios(readings, **results)
+    if args.json:
+        print_json(figures(readings, subset, **results))
     return 0
 
 
