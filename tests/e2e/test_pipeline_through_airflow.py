@@ -115,6 +115,30 @@ def wait_for_success(client: AirflowClient, dag_id: str, after: datetime) -> dic
     return run
 
 
+def wait_until_settled(
+    client: AirflowClient, dag_ids: tuple[str, ...], quiet_s: float = 10.0
+) -> None:
+    """Until no run of ``dag_ids`` has been queued or running for ``quiet_s``; every run
+    must have succeeded. Unpausing a DAG with an interval schedule creates its first run
+    at once, and on a slow machine that run and its Asset-triggered followers overlap
+    the triggered ones: the warehouse and the quality results are still being written."""
+    deadline = time.monotonic() + DAG_TIMEOUT_S
+    settled_since = None
+    while True:
+        runs = [(dag_id, run) for dag_id in dag_ids for run in client.dag_runs(dag_id)]
+        active = [(d, r["dag_run_id"]) for d, r in runs if r["state"] not in ("success", "failed")]
+        if active:
+            settled_since = None
+        elif settled_since is None:
+            settled_since = time.monotonic()
+        elif time.monotonic() - settled_since >= quiet_s:
+            break
+        assert time.monotonic() < deadline, f"runs still active: {active}"
+        time.sleep(2)
+    failed = [(d, r["dag_run_id"]) for d, r in runs if r["state"] == "failed"]
+    assert not failed, "\n".join(task_logs(client, d, run_id) for d, run_id in failed)
+
+
 def test_readings_flow_from_kafka_through_every_dag(airflow: RunningAirflow) -> None:
     settings, client = airflow.settings, airflow.client
     wait_for_dags(client, {"archive_readings", "regional_stats", "data_quality", "climate_report"})
@@ -157,6 +181,7 @@ def test_readings_flow_from_kafka_through_every_dag(airflow: RunningAirflow) -> 
     wait_for_success(client, "archive_readings", triggered_at)
     wait_for_success(client, "regional_stats", triggered_at)
     wait_for_success(client, "data_quality", triggered_at)
+    wait_until_settled(client, ("archive_readings", "regional_stats", "data_quality"))
 
     archive = Path(settings.archive_root)
     con = duckdb.connect()
