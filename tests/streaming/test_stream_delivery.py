@@ -162,10 +162,7 @@ def test_an_instance_joining_mid_stream_takes_partitions_from_a_busy_one(
     StreamProcessor(kafka_settings).run(until_caught_up=True, max_runtime_s=180)
     reference = alert_events(kafka_settings)
 
-    # nothing is produced while the group rebalances, which takes longer than the idle
-    # timeout on a loaded machine: the quiet partitions would rightly turn idle and the
-    # second half's first readings be late. Idleness is not what this test is about.
-    shared = fresh_topics(kafka_settings).model_copy(update={"idle_timeout_s": 600.0})
+    shared = fresh_topics(kafka_settings)
     errors: list[BaseException] = []
 
     def run(processor: StreamProcessor) -> None:
