@@ -447,14 +447,16 @@ class LocalLease(Lease):
                 os.close(descriptor)
                 waited = time.monotonic() - began
                 if waited >= wait_s:
-                    raise self._busy(self._read(), waited) from None
+                    raise self._busy(self._read_holder(), waited) from None
                 time.sleep(_POLL_S)
                 continue
             if not self._is_locked_file(descriptor):  # replaced after it was opened
                 os.close(descriptor)
                 continue
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, self.holder.to_json(), 0)
+            # Write, then cut: the file is never empty, so a waiter rarely reads no holder.
+            record = self.holder.to_json()
+            os.pwrite(descriptor, record, 0)
+            os.ftruncate(descriptor, len(record))
             self._descriptor = descriptor
             return
 
@@ -472,6 +474,17 @@ class LocalLease(Lease):
                 return LeaseHolder.from_json(file.read())
         except FileNotFoundError:
             return None
+
+    def _read_holder(self, patience_s: float = 1.0) -> LeaseHolder | None:
+        """The holder, read again for a moment while its record is half-written.
+
+        A run writes its record just after it locks the file; a waiter that reads in
+        between sees a partial record, and the one-line error should still name the holder.
+        """
+        deadline = time.monotonic() + patience_s
+        while (holder := self._read()) is None and time.monotonic() < deadline:
+            time.sleep(_POLL_S / 10)
+        return holder
 
     def check(self) -> None:
         if self._descriptor is None:

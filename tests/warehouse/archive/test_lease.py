@@ -84,6 +84,30 @@ def test_a_local_lease_is_released_when_its_holder_is_killed(tmp_path: Path) -> 
 
 
 @pytest.mark.unit
+def test_a_run_refused_the_instant_after_the_holder_locked_still_names_it(
+    tmp_path: Path,
+) -> None:
+    """The holder locks, then writes its record: a waiter in between must not say "unknown"."""
+    import fcntl
+    import threading
+
+    lease = partition_lease(str(tmp_path), "t", 5)
+    os.makedirs(os.path.dirname(lease.path))
+    descriptor = os.open(lease.path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # locked, its record not written yet
+    record = lease.holder.to_json()  # as the holder is about to write it
+    writer = threading.Timer(0.2, os.pwrite, (descriptor, record, 0))
+    writer.start()
+    try:
+        with pytest.raises(LeaseBusy) as busy:
+            partition_lease(str(tmp_path), "t", 5).acquire(0)
+        assert BUSY.match(str(busy.value)), busy.value
+    finally:
+        writer.join(timeout=5)
+        os.close(descriptor)
+
+
+@pytest.mark.unit
 def test_a_local_lease_whose_lock_file_was_replaced_is_lost(tmp_path: Path) -> None:
     lease = partition_lease(str(tmp_path), "t", 0)
     with lease.held(0):
