@@ -12,12 +12,18 @@ a 3-node cluster):
 * a client built while one broker of the bootstrap list is frozen may pick that one, and
   its bootstrap then times out although the other brokers answer;
 * a commit made while the group coordinator moves or the group rebalances fails
-  (``NotCoordinatorError``, ``CommitFailedError``) until the member has rejoined.
+  (``NotCoordinatorError``, ``CommitFailedError``) until the member has rejoined;
+* an offsets lookup (``end_offsets``, ``beginning_offsets``) sent to a partition's former
+  leader, answered ``NOT_LEADER_OR_FOLLOWER``, is sent to that same broker again and again
+  without a metadata refresh until it times out, and so is every later lookup until the
+  metadata's maximum age (5 minutes): one leader change (a restarted broker's preferred
+  leadership coming back) outlived the bound.
 
 :class:`BrokerLoss` is the one owner of that wait, for every component (the stream, the
 archiver, data quality's alerts): a request that fails for a reason that passes once a
-new leader or coordinator is elected (:func:`retriable`) is tried again, after a metadata
-refresh the client asks for itself and a growing backoff, for up to
+new leader or coordinator is elected (:func:`retriable`) is tried again, after a growing
+backoff and a metadata refresh asked of the client that failed (:func:`refresh_metadata`),
+for up to
 ``CLIMATEWATCH_BROKER_LOSS_TIMEOUT_S`` since it first failed; only past that bound does
 it stop, with one line naming the setting (:class:`BrokerLossTimeout`). Anything else (a
 refused credential, a denied ACL, a record too large) is not retried: it fails at once,
@@ -79,6 +85,20 @@ def describe(exc: BaseException) -> str:
     return first if first.startswith(name) else f"{name}: {first}" if first else name
 
 
+OFFSETS_ATTEMPT_MS = 5000  # one try of an offsets lookup; its retry asks for fresh metadata
+
+
+def refresh_metadata(client: Any) -> bool:
+    """Ask a kafka-python client to refresh its cluster metadata (the leaders) now, without
+    waiting for it; False for a client of another shape, left alone."""
+    cluster = getattr(client, "_cluster", None) or getattr(client, "_metadata", None)
+    request_update = getattr(cluster, "request_update", None)
+    if not callable(request_update):
+        return False
+    request_update()
+    return True
+
+
 class BrokerLossTimeout(ClimateWatchError):
     """A request still failed for a broker's loss after the bound: one line naming it."""
 
@@ -89,7 +109,8 @@ class BrokerLoss:
 
     Either :meth:`call` a request (retried in place), or, for one retried by the next turn
     of a loop, report each outcome: :meth:`within_bound` after a failure, :meth:`recovered`
-    after a success.
+    after a success. ``client``: the kafka-python client whose requests these are, asked
+    for fresh metadata after each retriable failure.
     """
 
     def __init__(
@@ -101,7 +122,9 @@ class BrokerLoss:
         "run the command again",
         timeout_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        client: Any = None,
     ) -> None:
+        self.client = client
         self.bootstrap = settings.bootstrap_servers
         self.what = what
         self.hint = hint
@@ -122,6 +145,8 @@ class BrokerLoss:
         now = self.clock()
         if self.since is None:
             self.since = now
+        if self.client is not None:
+            refresh_metadata(self.client)  # a moved leader: the retry must not ask the old one
         if announce and self.failures == 0:
             log.warning(
                 "a Kafka request failed, retried while the cluster recovers",
@@ -176,5 +201,19 @@ def ride_through(
     settings: Settings, what: str, request: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
     """``request(*args, **kwargs)`` retried through a broker's loss (see :class:`BrokerLoss`);
-    ``what`` says what it was doing, in the error past the bound."""
-    return BrokerLoss(settings, what).call(request, *args, **kwargs)
+    ``what`` says what it was doing, in the error past the bound. A request that is a
+    client's method (``consumer.end_offsets``) refreshes that client's metadata to retry."""
+    client = getattr(request, "__self__", None)
+    return BrokerLoss(settings, what, client=client).call(request, *args, **kwargs)
+
+
+def leader_offsets(
+    settings: Settings, what: str, consumer: Any, partitions: list[Any], *, end: bool = True
+) -> dict[Any, int]:
+    """The end (or, ``end=False``, beginning) offsets of ``partitions``, asked of their
+    leaders through a broker's loss or a leader's move: each try is bounded to
+    :data:`OFFSETS_ATTEMPT_MS`, so a lookup stuck on a former leader is retried, with fresh
+    metadata, long before the bound."""
+    lookup = consumer.end_offsets if end else consumer.beginning_offsets
+    loss = BrokerLoss(settings, what, client=consumer)
+    return loss.call(lookup, partitions, timeout_ms=OFFSETS_ATTEMPT_MS)

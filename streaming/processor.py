@@ -55,7 +55,7 @@ from typing import Any
 
 from include.errors import ClimateWatchError
 from include.kafka_clients import REJOIN_WAIT_MS, make_admin, make_consumer, make_producer
-from include.kafka_retry import BrokerLoss, ride_through
+from include.kafka_retry import BrokerLoss, leader_offsets, ride_through
 from include.settings import Settings
 from streaming.checkpoint import Checkpoint, Input, StageListener
 from streaming.metrics import StreamMetrics
@@ -288,9 +288,7 @@ class StreamProcessor:
         settings, what = self.settings, "reading the end offsets"
         assigned = self.readings.assignment()
         if targets.readings is None and assigned:
-            targets.readings = ride_through(
-                settings, what, self.readings.end_offsets, list(assigned)
-            )
+            targets.readings = leader_offsets(settings, what, self.readings, list(assigned))
         if targets.readings is not None and all(
             ride_through(settings, what, self.readings.position, tp) >= end
             for tp, end in targets.readings.items()
@@ -300,9 +298,7 @@ class StreamProcessor:
                 self.stage1.draining = True
                 self.stage1.heartbeats(force=True)
                 self.checkpoint.flush_and_commit()
-                targets.partials = ride_through(
-                    settings, what, self.partials.end_offsets, list(parts)
-                )
+                targets.partials = leader_offsets(settings, what, self.partials, list(parts))
             elif targets.partials is not None and all(
                 ride_through(settings, what, self.partials.position, tp) >= end
                 for tp, end in targets.partials.items()

@@ -24,7 +24,7 @@ from typing import Any
 from include.contract import Rejection, parse_timestamp
 from include.events import Alert, WindowStats
 from include.kafka_clients import make_consumer
-from include.kafka_retry import ride_through
+from include.kafka_retry import OFFSETS_ATTEMPT_MS, BrokerLoss
 from include.settings import Settings
 from streaming.retire import RETIRED, retired_sensors_note
 from streaming.rules import AlertTracker, RegionHistory, RulesConfig
@@ -42,8 +42,8 @@ def read_tail(consumer: Any, topic: str, keep: int, timeout_s: float) -> list[An
     if not partitions:
         return []
     consumer.assign(partitions)
-    ends = consumer.end_offsets(partitions)
-    begins = consumer.beginning_offsets(partitions)
+    ends = consumer.end_offsets(partitions, timeout_ms=OFFSETS_ATTEMPT_MS)
+    begins = consumer.beginning_offsets(partitions, timeout_ms=OFFSETS_ATTEMPT_MS)
     for tp in partitions:
         consumer.seek(tp, max(begins[tp], ends[tp] - keep))
     deadline = time.monotonic() + timeout_s
@@ -90,9 +90,8 @@ class RuleMemory:
                 (settings.topic_window_stats, WINDOW_STATS_TAIL),
                 (settings.topic_alerts, ALERTS_TAIL),
             ):
-                records = ride_through(  # a broker lost or frozen meanwhile
-                    settings, f"reading back {topic}", read_tail, consumer, topic, keep, timeout_s
-                )
+                loss = BrokerLoss(settings, f"reading back {topic}", client=consumer)
+                records = loss.call(read_tail, consumer, topic, keep, timeout_s)
                 restored += self.replay(records, ours, alerts=topic == settings.topic_alerts)
         finally:
             consumer.close()

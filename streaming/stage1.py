@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from include.contract import Rejection, future_limit_ms, parse_timestamp, parse_window_fields
+from include.kafka_retry import refresh_metadata
 from include.settings import Settings
 from streaming.metrics import StreamMetrics
 from streaming.outputs import Outputs
@@ -272,6 +273,7 @@ class ReadingsStage:
                 [TopicPartition(topic, p) for p in partitions], timeout_ms=CONFIRM_TIMEOUT_MS
             )
         except Exception as exc:  # a leader frozen or moving: nothing is confirmed
+            refresh_metadata(self.consumer)  # moved: the next try asks the new leader
             log.info(
                 "the end of quiet partitions could not be confirmed",
                 extra={"partitions": partitions, "error": f"{type(exc).__name__}: {exc}"},

@@ -8,7 +8,7 @@ from typing import Any
 
 from include.errors import ClimateWatchError
 from include.events import Alert
-from include.kafka_retry import BrokerLoss
+from include.kafka_retry import BrokerLoss, leader_offsets
 from include.settings import Settings
 
 STATE_CATCH_UP_TIMEOUT_S = 60.0
@@ -44,7 +44,7 @@ def read_to_end(
     from kafka import TopicPartition
 
     topics = tuple(topics)
-    loss = BrokerLoss(settings, "reading the notification state")
+    loss = BrokerLoss(settings, "reading the notification state", client=consumer)
     partitions = []
     for topic in topics:
         found = loss.call(consumer.partitions_for_topic, topic)
@@ -55,7 +55,7 @@ def read_to_end(
         partitions += [TopicPartition(topic, p) for p in sorted(found)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
-    ends = loss.call(consumer.end_offsets, partitions)
+    ends = leader_offsets(settings, "reading the notification state", consumer, partitions)
     deadline = time.monotonic() + timeout_s
     while any(consumer.position(tp) < end for tp, end in ends.items()):
         if time.monotonic() > deadline:

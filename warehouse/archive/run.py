@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.errors import ClimateWatchError
-from include.kafka_retry import BrokerLoss, ride_through
+from include.kafka_retry import BrokerLoss, leader_offsets, ride_through
 from include.settings import Settings
 from warehouse.archive.batch import BatchBuilder
 from warehouse.archive.layout import batch_file_name, data_path, kind_of
@@ -255,8 +255,8 @@ class _PartitionRun:
         ):
             raise ClimateWatchError(f"topic {topic} has no partition {partition}")
         consumer.assign([tp])
-        beginning = ride_through(self.settings, where, consumer.beginning_offsets, [tp])[tp]
-        self.end = end = ride_through(self.settings, where, consumer.end_offsets, [tp])[tp]
+        beginning = leader_offsets(self.settings, where, consumer, [tp], end=False)[tp]
+        self.end = end = leader_offsets(self.settings, where, consumer, [tp])[tp]
         if next_offset is not None and next_offset > end:
             raise ClimateWatchError(
                 f"{topic}-p{partition}: the archive holds offsets up to {next_offset} but "
@@ -293,7 +293,7 @@ class _PartitionRun:
         builder = BatchBuilder(self.kind, self.topic)
         batch_start, lost = self.start, self.lost
         where = f"reading {self.topic}-p{self.partition}"
-        loss = BrokerLoss(self.settings, where)
+        loss = BrokerLoss(self.settings, where, client=consumer)
         while True:
             self.lease.keep()  # also while a broker's loss is waited for
             try:

@@ -164,6 +164,77 @@ def archived_readings(settings: Settings) -> tuple[int, int]:
     return int(rows), int(distinct)
 
 
+# --- a leader moved while every broker is up ---------------------------------------------------
+def move_leader(cluster: LocalCluster, topic: str, partition: int) -> tuple[int, int]:
+    """Make another in-sync replica the leader of ``topic``-``partition``, every broker up:
+    a reassignment that puts it first, then a preferred-leader election (what Kafka does on
+    its own once a restarted broker is back in sync). Returns (old leader, new leader)."""
+    from kafka import TopicPartition
+
+    row = next(r for r in cluster.partitions([topic]) if r["partition"] == partition)
+    old = row["leader"]
+    order = [n for n in row["replicas"] if n != old] + [old]
+    tp = TopicPartition(topic, partition)
+    admin = cluster.admin()
+    try:
+        admin.alter_partition_reassignments({tp: order})
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(Exception):  # "election not needed" until it is
+                admin.elect_leaders(0, {topic: [partition]})
+            row = next(r for r in cluster.partitions([topic]) if r["partition"] == partition)
+            if row["leader"] == order[0]:
+                return old, order[0]
+            assert time.monotonic() < deadline, f"the leader of {topic}-{partition} stayed {row}"
+            time.sleep(0.5)
+    finally:
+        admin.close()
+
+
+def test_offsets_are_asked_of_a_partitions_new_leader_once_it_moved(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """A long-lived consumer (the stream's idleness checks, the archiver's offset lookups)
+    asked a partition's end, then the leader moved: the next lookups must find the new
+    leader, not ask the old one until the metadata ages out (5 minutes)."""
+    from kafka import TopicPartition
+
+    from include.kafka_clients import make_consumer
+    from include.kafka_retry import leader_offsets, refresh_metadata
+
+    settings = cluster_settings(cluster, tmp_path / "data").model_copy(
+        update={"broker_loss_timeout_s": 20.0}  # kafka-python alone: 5 min, the metadata's age
+    )
+    records = scenario(regions=2, sensors_per_region=3, duration_s=10 * 60)
+    assert produce_acknowledged(settings, records) == len(records)
+    tp = TopicPartition(settings.topic_readings, 0)
+    consumer = make_consumer(settings)
+    try:
+        consumer.assign([tp])
+        end = leader_offsets(settings, "reading the end", consumer, [tp])[tp]
+        assert end > 0
+        old, new = move_leader(cluster, settings.topic_readings, 0)
+        assert old != new
+        for _ in range(3):  # each lookup, not only the first after the move
+            assert leader_offsets(settings, "reading the end", consumer, [tp])[tp] == end
+            assert leader_offsets(settings, "reading the start", consumer, [tp], end=False)[tp] == 0
+
+        # the stream's idleness check: one short try, then a refresh, then the new leader
+        move_leader(cluster, settings.topic_readings, 0)
+        with contextlib.suppress(Exception):  # the former leader may say "not the leader"
+            consumer.end_offsets([tp], timeout_ms=500)
+        assert refresh_metadata(consumer)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert consumer.end_offsets([tp], timeout_ms=500)[tp] == end
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "the refreshed metadata never named the leader"
+    finally:
+        consumer.close()
+
+
 # --- the archiver ----------------------------------------------------------------------------
 def test_archive_run_right_after_a_kill_9_archives_everything_exactly_once(
     cluster: LocalCluster, tmp_path: Path
