@@ -66,6 +66,7 @@ class Stage(Protocol):
     pending: dict[int, int]  # partition -> next offset read, not yet committed
 
     def safe_offsets(self) -> dict[int, int]: ...
+    def commit_metadata(self, partition: int) -> str: ...
     def assigned(self, partitions: Iterable[int]) -> None: ...
     def revoked(self, partitions: Iterable[int]) -> None: ...
 
@@ -114,9 +115,10 @@ class Checkpoint:
         for source in self.inputs:
             if not source.stage.pending:
                 continue
-            offsets = {
-                TopicPartition(source.topic, p): OffsetAndMetadata(o, "", -1)
-                for p, o in source.stage.safe_offsets().items()
+            stage = source.stage
+            offsets = {  # the metadata tells the next owner what this one closed
+                TopicPartition(source.topic, p): OffsetAndMetadata(o, stage.commit_metadata(p), -1)
+                for p, o in stage.safe_offsets().items()
             }
             if not blocking:
                 source.consumer.commit_async(offsets)

@@ -6,7 +6,9 @@ in the outputs themselves: the alerts topic says who is firing, the recent windo
 give the rest. On every stage-2 assignment it is rebuilt for the regions the assignment
 brings, before any of their partials is processed; the previous owner flushed everything
 on revocation, so the topics hold at least what it knew. Windows re-closed after that
-are republished but never evaluated twice, and a repeated alert carries the same id.
+are republished but never evaluated twice, and a repeated alert carries the same id;
+windows the previous owner's commit says it closed are not re-closed at all (see
+:meth:`streaming.windowing.RegionWindows.handover_mark`).
 
 Retired names stay retired (see :mod:`streaming.retire`): a region whose last records are
 the alerts its retirement resolved is not rebuilt, nor a sensor whose last window's stats

@@ -124,6 +124,10 @@ class ReadingsStage:
     def open_windows(self) -> int:
         return sum(len(s.windows.open) for s in self.partitions.values())
 
+    def commit_metadata(self, partition: int) -> str:
+        """Nothing to tell the next owner: it re-reads every open window's readings."""
+        return ""
+
     # --- one poll of readings ------------------------------------------------------------------
     def process(self, batches: dict[Any, list[Any]]) -> int:
         """Fold one poll's records in; returns how many messages it produced."""

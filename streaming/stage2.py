@@ -38,6 +38,7 @@ import orjson
 
 from include.contract import format_ts
 from include.events import Alert
+from include.kafka_retry import ride_through
 from include.settings import Settings
 from streaming.metrics import StreamMetrics
 from streaming.outputs import Outputs
@@ -77,6 +78,8 @@ class PartialsStage:
         self.memory = RuleMemory()
         self.silence = SilenceWatch(started=clock())
         self.pending: dict[int, int] = {}  # partition -> next offset, not yet committed
+        # per partials partition: the handover mark its last commit carried (adopted)
+        self.closed_until: dict[int, int] = {}
         # known after subscribing
         self.input_partitions = 0
         self.partials_partitions: list[int] = []
@@ -105,7 +108,33 @@ class PartialsStage:
         owned, self._assigned = self._assigned, None
         self.lanes = {}
         self.restore_state(owned)
+        self.closed_until = self.committed_marks(owned)
         return True
+
+    def committed_marks(self, owned: set[int]) -> dict[int, int]:
+        """The handover mark each owned partition's last commit carried (its metadata)."""
+        from kafka import TopicPartition
+
+        topic, marks = self.settings.topic_window_partials, {}
+        for partition in sorted(owned):
+            committed = ride_through(
+                self.settings,
+                f"reading the committed offsets of {topic}",
+                self.consumer.committed,
+                TopicPartition(topic, partition),
+                metadata=True,
+            )
+            mark = parse_handover_mark(getattr(committed, "metadata", None))
+            if mark != NO_WATERMARK:
+                marks[partition] = mark
+        return marks
+
+    def commit_metadata(self, partition: int) -> str:
+        """What the commit of ``partition`` tells its next owner (see
+        :meth:`streaming.windowing.RegionWindows.handover_mark`)."""
+        lane = self.lanes.get(partition)
+        mark = lane.handover_mark() if lane else self.closed_until.get(partition, NO_WATERMARK)
+        return format_handover_mark(mark)
 
     def restore_state(self, owned: set[int], timeout_s: float = 30.0) -> int:
         """Rebuild the rules' memory of the regions whose partials partitions are ``owned``
@@ -156,6 +185,7 @@ class PartialsStage:
             lane = self.lanes.get(tp.partition)
             if lane is None:
                 lane = self.lanes[tp.partition] = RegionWindows(self.input_partitions)
+                lane.closed_until_ms = self.closed_until.get(tp.partition, NO_WATERMARK)
             for record in records:
                 try:
                     body = orjson.loads(record.value)
@@ -274,6 +304,27 @@ class PartialsStage:
                     continue  # ours (known first-hand), nothing left to read, or gone quiet
                 others[source] = max(watermark, others.get(source, NO_WATERMARK))
         return others
+
+
+HANDOVER_KEY = "closed_until_ms"
+
+
+def format_handover_mark(mark: int) -> str:
+    """The commit metadata for a handover mark ("" for none): small, well under the
+    brokers' 4 KB ``offset.metadata.max.bytes``."""
+    return "" if mark == NO_WATERMARK else orjson.dumps({HANDOVER_KEY: mark}).decode()
+
+
+def parse_handover_mark(metadata: object) -> int:
+    """The handover mark in a commit's metadata; NO_WATERMARK for anything else (an older
+    stream's commit, another tool's, garbage): never raises."""
+    try:
+        mark = orjson.loads(metadata)[HANDOVER_KEY]  # type: ignore[arg-type]
+    except Exception:
+        return NO_WATERMARK
+    if type(mark) is not int or not NO_WATERMARK < mark < 2**62:
+        return NO_WATERMARK
+    return mark
 
 
 def log_alert(alert: Alert) -> None:

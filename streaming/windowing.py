@@ -285,6 +285,10 @@ class RegionWindows:
         # the purge pops expired ones off the front instead of scanning every closed window
         self._closing_order: deque[tuple[int, tuple[str, int]]] = deque()
         self.idle_sources: set[int] = set()
+        # the handover mark (see handover_mark): windows ending at or before it were
+        # closed and published by this partition's previous owner
+        self.closed_until_ms = NO_WATERMARK
+        self._closed_through_ms = NO_WATERMARK  # the highest watermark windows closed on
 
     @property
     def watermark_ms(self) -> int:
@@ -306,8 +310,23 @@ class RegionWindows:
         else:
             self.idle_sources.discard(source)
 
+    def handover_mark(self) -> int:
+        """What a commit of this lane's offsets may promise the next owner: every window
+        ending at or before this is closed, evaluated and published (the watermark closes
+        every window up to it before the loop commits).
+
+        The next owner re-reads from the committed offset, which only waits for the open
+        windows' partials: a closed window may have partials on either side of it, and
+        closed again from those after the offset alone it would be a part of itself,
+        evaluated (if its stats were not read back in time) against rules' memory that
+        never saw the windows before it."""
+        return max(self._closed_through_ms, self.closed_until_ms)
+
     def add_partial(self, partial: Partial, partition: int, offset: int) -> ClosedWindow | None:
-        """Fold a partial in; returns an updated record when late counts reach a closed window."""
+        """Fold a partial in; returns an updated record when late counts reach a closed window.
+        A partial of a window the previous owner closed (:meth:`handover_mark`) is ignored."""
+        if partial.end_ms <= self.closed_until_ms:
+            return None
         key = (partial.region, partial.start_ms)
         if key in self.closed:
             window = self.closed[key]
@@ -333,6 +352,8 @@ class RegionWindows:
 
     def close_ready(self) -> list[ClosedWindow]:
         watermark = self.watermark_ms
+        if watermark > self._closed_through_ms:  # it can fall back (an idle source returns)
+            self._closed_through_ms = watermark
         ready = sorted(
             (w for w in self.open.values() if w.end_ms <= watermark),
             key=lambda w: (w.start_ms, w.region),

@@ -136,6 +136,7 @@ class FakeConsumer:
         self.end_offsets_asked: list[list[TopicPartition]] = []
         self.leader_ends: dict[TopicPartition, int] = {}  # ends the consumer has not fetched
         self.config = {"group_id": "fake-group"}
+        self.commits: dict[TopicPartition, Any] = {}  # the last OffsetAndMetadata of each
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return self.highwaters.get(tp)
@@ -168,9 +169,16 @@ class FakeConsumer:
         if self.commit_error is not None:
             raise self.commit_error
         self.log.append(("commit", {tp: o.offset for tp, o in offsets.items()}))
+        self.commits.update(offsets)
 
     def commit_async(self, offsets: dict) -> None:
         self.log.append(("commit_async", {tp: o.offset for tp, o in offsets.items()}))
+        self.commits.update(offsets)
+
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
+        """The last commit of ``tp`` (an OffsetAndMetadata with ``metadata``), or None."""
+        last = self.commits.get(tp)
+        return last if metadata or last is None else last.offset
 
 
 @dataclass

@@ -44,6 +44,9 @@ class Stage:
     def safe_offsets(self) -> dict[int, int]:
         return {p: self.held.get(p, o) for p, o in self.pending.items()}
 
+    def commit_metadata(self, partition: int) -> str:
+        return ""
+
     def assigned(self, partitions: Iterable[int]) -> None:
         self.log.append(("assigned", list(partitions)))
 

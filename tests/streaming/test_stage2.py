@@ -237,3 +237,67 @@ def test_unreadable_partials_are_skipped(pipeline) -> None:
     topic = stage.settings.topic_window_partials
     assert stage.process(batch(topic, 1, [b"garbage", b'{"type": "partials"}'])) == 0
     assert stage.pending == {1: 2}
+
+
+def test_the_commit_tells_the_next_owner_which_windows_are_closed(pipeline, tmp_path) -> None:
+    """What one stage 2 closed before its commit, the next owner of the partition (read
+    back from the commit's metadata) neither publishes nor evaluates again."""
+    from streaming.checkpoint import Checkpoint, Input
+
+    stage, readings, producer, metrics, clock = pipeline
+    poll = readings(*hot_minute())
+    stage.process(poll)
+    assert len(producer.to(stage.settings.topic_window_stats)) == 2
+    topic = stage.settings.topic_window_partials
+    Checkpoint(producer, [Input(stage.consumer, topic, stage)]).flush_and_commit()
+    owned = {tp.partition for tp in stage.consumer.assignment()}
+    marks = stage.committed_marks(owned)
+    assert set(marks) == {tp.partition for tp in poll} and min(marks.values()) >= 60_000
+
+    successor_output = FakeProducer()
+    successor = PartialsStage(
+        stage.settings,
+        RULES,
+        metrics,
+        stage.consumer,  # the same group's commits
+        Outputs(stage.settings, successor_output, metrics),
+        clock,
+    )
+    successor.input_partitions, successor.partials_partitions = 1, PARTIALS_PARTITIONS
+    successor.closed_until = successor.committed_marks(owned)  # what adoption does
+    successor.process(poll)  # re-read from an older offset: every partial again
+    assert successor_output.sent == []
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ["", None, b"\xff", "{", "[]", '{"closed_until_ms": "60000"}', '{"closed_until_ms": 1.5}',
+     '{"closed_until_ms": true}', f'{{"closed_until_ms": {2**63}}}', "garbage"],
+)  # fmt: skip
+def test_a_commit_without_a_readable_mark_marks_nothing(metadata) -> None:
+    from streaming.stage2 import parse_handover_mark
+    from streaming.windowing import NO_WATERMARK
+
+    assert parse_handover_mark(metadata) == NO_WATERMARK
+
+
+def test_the_handover_mark_reads_back_what_was_written_and_any_text_gets_a_verdict() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from streaming.stage2 import format_handover_mark, parse_handover_mark
+    from streaming.windowing import NO_WATERMARK
+
+    @settings(derandomize=True, max_examples=300, deadline=None)
+    @given(st.integers(min_value=NO_WATERMARK + 1, max_value=2**62 - 1))
+    def round_trip(mark: int) -> None:
+        assert parse_handover_mark(format_handover_mark(mark)) == mark
+
+    @settings(derandomize=True, max_examples=300, deadline=None)
+    @given(st.one_of(st.text(), st.binary(), st.none(), st.integers(), st.floats()))
+    def any_metadata(metadata: object) -> None:
+        assert isinstance(parse_handover_mark(metadata), int)
+
+    round_trip()
+    any_metadata()
+    assert format_handover_mark(NO_WATERMARK) == ""

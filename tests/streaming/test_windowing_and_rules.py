@@ -217,3 +217,54 @@ def test_rules_file_errors_name_the_problem(tmp_path: Path) -> None:
         load_rules(broken)
     with pytest.raises(ClimateWatchError, match="rules file not found"):
         load_rules(tmp_path / "missing.toml")
+
+
+# --- a handover: the next owner does not close again what the previous one closed --------------
+def lyon_partial(source: int, start_min: int, sensors: set[str]) -> Partial:
+    partial = Partial("lyon", start_min * MIN, (start_min + 1) * MIN, source)
+    for sensor in sensors:
+        partial.count += 1
+        partial.total += 20.0
+        partial.minimum, partial.maximum = min(partial.minimum, 20.0), max(partial.maximum, 20.0)
+        partial.sensors.add(sensor)
+    return partial
+
+
+def test_a_new_owner_leaves_the_windows_its_predecessor_closed_alone() -> None:
+    """The previous owner closed minute 0 (both sources' partials in) and committed at the
+    first partial of minute 1, the window still open. Source 1 was slow: its partial of
+    minute 0 came after that offset. Re-read from there alone, minute 0 would close again
+    with lyon-b only: a window missing half its sensors, as if they had gone silent."""
+    before = RegionWindows(input_partitions=2)
+    before.add_partial(lyon_partial(0, 0, {"lyon-a"}), partition=0, offset=10)
+    before.add_partial(lyon_partial(0, 1, {"lyon-a"}), partition=0, offset=11)  # committed here
+    before.add_partial(lyon_partial(1, 0, {"lyon-b"}), partition=0, offset=12)
+    before.add_watermark(0, 2 * MIN)
+    before.add_watermark(1, 1 * MIN)
+    [minute_0] = before.close_ready()
+    assert minute_0.sensors == {"lyon-a", "lyon-b"}
+    assert before.commit_offsets({0: 14}) == {0: 11}
+    mark = before.handover_mark()
+    assert mark == 1 * MIN
+
+    after = RegionWindows(input_partitions=2)  # the next owner, from offset 11
+    after.closed_until_ms = mark
+    after.add_partial(lyon_partial(0, 1, {"lyon-a"}), partition=0, offset=11)
+    assert after.add_partial(lyon_partial(1, 0, {"lyon-b"}), partition=0, offset=12) is None
+    after.add_partial(lyon_partial(1, 1, {"lyon-b"}), partition=0, offset=15)
+    after.add_watermark(0, 2 * MIN)
+    after.add_watermark(1, 2 * MIN)
+    [minute_1] = after.close_ready()  # minute 0 is not closed again, minute 1 is whole
+    assert (minute_1.start_ms, minute_1.sensors) == (1 * MIN, {"lyon-a", "lyon-b"})
+    assert after.handover_mark() == 2 * MIN
+
+
+def test_the_handover_mark_never_falls_back() -> None:
+    lane = RegionWindows(input_partitions=2)
+    lane.add_watermark(0, 5 * MIN)
+    lane.add_watermark(1, 2 * MIN, idle=True)  # idle: it holds nothing back
+    lane.close_ready()
+    lane.add_watermark(1, 2 * MIN)  # readings again: the watermark falls back to 2 min …
+    assert lane.watermark_ms == 2 * MIN
+    assert lane.handover_mark() == 5 * MIN  # … but what closed on 5 min stays closed
+    assert RegionWindows(input_partitions=2).handover_mark() == NO_WATERMARK
