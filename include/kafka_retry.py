@@ -16,8 +16,8 @@ a 3-node cluster):
 * an offsets lookup (``end_offsets``, ``beginning_offsets``) sent to a partition's former
   leader, answered ``NOT_LEADER_OR_FOLLOWER``, is sent to that same broker again and again
   without a metadata refresh until it times out, and so is every later lookup until the
-  metadata's maximum age (5 minutes): one leader change (a restarted broker's preferred
-  leadership coming back) outlived the bound.
+  metadata's maximum age (5 minutes): one leader change seen through stale metadata
+  outlived the bound.
 
 :class:`BrokerLoss` is the one owner of that wait, for every component (the stream, the
 archiver, data quality's alerts): a request that fails for a reason that passes once a
